@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export CHURN_DATA_ROOT ?= $(CURDIR)/data
+
+.PHONY: install demo test test-fast dev validate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Simulate the default data set (if ./data has none), materialize the graph, print the summary.
+demo: $(STAMP)
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	CHURN_ENV=local $(VENV)/bin/churn demo --root $(CHURN_DATA_ROOT)
+
+test: $(STAMP)
+	CHURN_ENV=test $(PY) -m pytest
+
+# Everything but the tests marked slow.
+test-fast: $(STAMP)
+	CHURN_ENV=test $(PY) -m pytest -m "not slow"
+
+# The Dagster UI (webserver + daemon) on http://127.0.0.1:3000.
+dev: $(STAMP)
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	CHURN_ENV=local $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+validate: $(STAMP)
+	CHURN_ENV=local $(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) .dagster_home data

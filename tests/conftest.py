@@ -1,0 +1,44 @@
+"""Shared fixtures: one Spark session for the whole test run, temporary storage roots."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+os.environ.setdefault("CHURN_ENV", "test")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="pyspark")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one Spark session of the run: every LazyPySparkResource's getOrCreate returns it."""
+    from pyspark.sql import SparkSession
+
+    from resources.spark import spark_config
+
+    builder = SparkSession.builder
+    for key, value in spark_config(cores=2).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def storage(tmp_path):
+    from resources.storage import StorageRoot
+
+    return StorageRoot(root=str(tmp_path / "root"))
+
+
+@pytest.fixture()
+def resources(spark, storage):
+    """Resources as the test environment binds them, on a fresh storage root."""
+    import dagster as dg
+
+    from resources.spark import spark_resource
+
+    return {"spark": spark_resource(), "storage": storage, "io_manager": dg.InMemoryIOManager()}

@@ -137,6 +137,25 @@ def read_model(storage: StorageRoot, week: str) -> StoredModel:
     )
 
 
+def write_promotion(storage: StorageRoot, week: str, record: dict[str, Any]) -> str:
+    """Mark the model of `week` as one that passed the gate: only promoted models score."""
+    return storage.write_text(f"{CHURN_MODEL_DIR}/{week}/promotion.json", json.dumps(record, indent=2))
+
+
+def revoke_promotion(storage: StorageRoot, week: str) -> None:
+    """A re-trained week that fails the gate must not keep its earlier promotion."""
+    storage.delete(f"{CHURN_MODEL_DIR}/{week}/promotion.json")
+
+
+def promoted_model_weeks(storage: StorageRoot) -> list[str]:
+    """Weeks whose stored model passed the gate, oldest first."""
+    return [w for w in model_weeks(storage) if storage.exists(f"{CHURN_MODEL_DIR}/{w}/promotion.json")]
+
+
+def read_promotion(storage: StorageRoot, week: str) -> dict[str, Any]:
+    return json.loads(storage.read_text(f"{CHURN_MODEL_DIR}/{week}/promotion.json"))
+
+
 def write_evaluation(storage: StorageRoot, week: str, evaluation: dict[str, Any]) -> str:
     return storage.write_text(f"{EVALUATION_DIR}/{week}.json", json.dumps(evaluation, indent=2, allow_nan=False))
 

@@ -13,16 +13,19 @@ The behavioural model, per evaluator instance (a site that started an evaluation
 * a share (about a quarter, more among low intent) are **ghosts**: they sign up and never come
   back (half of them leave a few day-0 events, the others nothing at all);
 * the admin (user 0) is active on day 0; other team members are invited by the admin on some day
-  (the admin's ``user_invited`` events), most accept and join; every day each joined member is
-  active with a probability that rises with intent and engagement, falls on weekends and fades
-  over the days;
+  (the admin's ``user_invited`` events; a few admins also invite a list of addresses that never
+  join), most accept and join; every day each joined member is active with a probability that
+  rises with intent and engagement, varies by user, falls on weekends and fades over the days;
 * an active user-day yields event counts per event type (Poisson with type-specific rates that
-  depend on intent and engagement, and an instance-level spread per type); ``issue_viewed`` is
-  always there, sprints only happen in Jira Software, some users also work on ``mobile``;
-* the **true probability** of conversion inside the label window is
-  ``sigmoid(c0 + c_z * intent + c_b * log1p(week-1 active user-days) + c_t * log(team))``, drawn
-  after week 1 has been simulated; a retained instance converts on a day inside the window, some
-  of the others convert later (outside the window, so not retained);
+  depend on intent and engagement, times an instance-level spread; the rarer features are only
+  adopted by some instances); ``issue_viewed`` is always there, the admin creates the first
+  project on day 0, sprints only happen in Jira Software, a few users also work on ``mobile``;
+* the **true probability** that the instance converts inside the label window (``retained``) is
+  ``sigmoid(b0 + softplus(c0 + c_z * intent + c_b * log1p(w1 active user-days) + c_t * log(team)))``,
+  drawn once week 1 has been simulated (the team acts through the active user-days); the
+  softplus levels the odds off at ``sigmoid(b0)`` for evaluators whose usage says nothing
+  (purchases decided elsewhere). A retained instance converts on a day inside the window; some of
+  the others convert later (outside the window, so not retained);
 * usage goes on after week 1 (days 7 to 34), fading, and more for converters. It carries no
   information into week 1: week-1 behaviour is drawn before the outcome.
 
@@ -36,7 +39,6 @@ deterministic for a seed: the same arguments write byte-identical Parquet files.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import shutil
@@ -163,6 +165,7 @@ class BehaviourModel:
     )
 
 
+#: The model `simulate` uses (calibration scripts may swap it for a `dataclasses.replace`d copy).
 MODEL = BehaviourModel()
 
 

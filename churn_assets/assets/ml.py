@@ -13,7 +13,7 @@ import dagster as dg
 from churn_assets.assets.raw import OWNER
 from churn_assets.assets.tables import instances_modeling, instances_w1
 from churn_assets.contract import DEFAULT_DROP_COLUMNS, PREDICTIONS_DIR
-from churn_assets.ml.evaluation import out_of_time, talk_protocol
+from churn_assets.ml.evaluation import model_gate, out_of_time, talk_protocol
 from churn_assets.ml.metrics import markdown_talk_table
 from churn_assets.ml.model import TALK_XGB_PARAMS, train_churn_model
 from churn_assets.ml.preprocessing import Preprocessor
@@ -21,8 +21,11 @@ from churn_assets.ml.scoring import score
 from churn_assets.partitions import cohort_weeks, labelled_weeks
 from churn_assets.registry import (
     MissingArtefact,
-    model_weeks,
+    promoted_model_weeks,
+    read_evaluation,
     read_model,
+    revoke_promotion,
+    write_promotion,
     read_preprocessor,
     read_scoring_rows,
     read_training_rows,
@@ -158,6 +161,10 @@ class EvaluationConfig(dg.Config):
     talk_test_size: float = 0.33
     seed: int = 27
     threshold_folds: int = 5
+    # The model gate: a new model scores evaluators only if its out-of-time ROC-AUC reaches the
+    # floor and is at most `gate_margin` below the last promoted model's.
+    gate_floor: float = 0.75
+    gate_margin: float = 0.02
 
 
 def evaluation_markdown(evaluation: dict) -> str:
@@ -217,7 +224,17 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
     if "oracle" in oot:
         evaluation["oracle"] = oot["oracle"]
         evaluation["auc_ratio_to_oracle"] = oot["auc_ratio_to_oracle"]
+    previous = [w for w in promoted_model_weeks(storage) if w < context.partition_key]
+    previous_auc = read_evaluation(storage, previous[-1])["out_of_time"]["roc_auc"] if previous else None
+    gate = model_gate(oot["model"]["roc_auc"], previous_auc, config.gate_floor, config.gate_margin)
+    gate["previous_model_week"] = previous[-1] if previous else None
+    evaluation["gate"] = gate
     path = write_evaluation(storage, context.partition_key, evaluation)
+    if gate["passed"]:
+        write_promotion(storage, context.partition_key, {"model_version": model.version, **gate})
+    else:
+        revoke_promotion(storage, context.partition_key)
+        context.log.warning(f"model {model.version} not promoted: {'; '.join(gate['reasons'])}")
     seconds = time.perf_counter() - started
     return dg.MaterializeResult(
         metadata={
@@ -228,23 +245,41 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
             "out_of_time_roc_auc": round(oot["model"]["roc_auc"], 4),
             "out_of_time_pr_auc": round(oot["model"]["pr_auc"], 4),
             "oracle_roc_auc": round(oot["oracle"]["roc_auc"], 4) if "oracle" in oot else "n/a",
+            "promoted": gate["passed"],
+            "gate": "passed" if gate["passed"] else "; ".join(gate["reasons"]),
             "seconds": round(seconds, 1),
         }
     )
 
 
-def scoring_model_week(storage: StorageRoot, scoring_week: str) -> str:
-    """The newest stored model trained before `scoring_week` began.
+@dg.asset_check(asset=model_evaluation, blocking=True, partitions_def=labelled_weeks)
+def model_gate_passed(context: dg.AssetCheckExecutionContext, storage: StorageRoot) -> dg.AssetCheckResult:
+    """The model gate: a model that fails it is not promoted, and predictions keep the last one that passed."""
+    gate = read_evaluation(storage, context.partition_key)["gate"]
+    return dg.AssetCheckResult(
+        passed=bool(gate["passed"]),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"model_evaluation week={context.partition_key}: "
+            + ("model promoted" if gate["passed"] else "; ".join(gate["reasons"]))
+        ),
+        metadata={k: v for k, v in gate.items() if k != "reasons" and v is not None},
+    )
 
-    Scoring this week's evaluators daily uses the newest model, as the talk did; re-scoring an old
-    week never uses a model trained on cohorts at or after it.
+
+def scoring_model_week(storage: StorageRoot, scoring_week: str) -> str:
+    """The newest promoted model trained before `scoring_week` began.
+
+    Scoring this week's evaluators daily uses the newest model that passed the gate, as the talk
+    scored with its latest model; re-scoring an old week never uses a model trained on cohorts at
+    or after it, and a model that failed the gate never scores.
     """
-    candidates = [w for w in model_weeks(storage) if w < scoring_week]
+    candidates = [w for w in promoted_model_weeks(storage) if w < scoring_week]
     if not candidates:
         raise dg.Failure(
             description=(
-                f"predictions {scoring_week}: no churn_model trained before this cohort week; "
-                "materialize churn_model for a labelled week first"
+                f"predictions {scoring_week}: no promoted churn_model trained before this cohort "
+                "week; materialize churn_model and model_evaluation for a labelled week first"
             ),
             allow_retries=False,
         )
@@ -279,6 +314,7 @@ def predictions(context: dg.AssetExecutionContext, storage: StorageRoot) -> dg.M
         context.log.info(f"predictions {week}: {len(scored)} rows scored by model {model.version}")
     return dg.MaterializeResult(
         metadata={
+            "model_version": ", ".join(sorted(set(versions.values()))),
             "rows": sum(rows_by_week.values()),
             "rows_by_week": rows_by_week,
             "model_version_by_week": versions,

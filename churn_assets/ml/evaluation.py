@@ -170,3 +170,33 @@ def _true_probabilities(truth: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
     if aligned.isna().any():
         raise ValueError(f"truth lacks a true_probability for {int(aligned.isna().sum())} evaluated instance(s)")
     return aligned.to_numpy(dtype=np.float64)
+
+
+def model_gate(
+    candidate_roc_auc: float,
+    previous_roc_auc: float | None,
+    floor: float,
+    margin: float,
+) -> dict[str, Any]:
+    """Whether a new model may score evaluators.
+
+    It must reach `floor` out-of-time ROC-AUC, and lose no more than `margin` against the last
+    promoted model (None: there is none yet). Returns {passed, reasons, ...} for the record.
+    """
+    reasons = []
+    if not candidate_roc_auc >= floor:
+        reasons.append(f"out-of-time ROC-AUC {candidate_roc_auc:.4f} is below the floor {floor:.4f}")
+    if previous_roc_auc is not None and candidate_roc_auc < previous_roc_auc - margin:
+        reasons.append(
+            f"out-of-time ROC-AUC {candidate_roc_auc:.4f} is worse than the promoted model's "
+            f"{previous_roc_auc:.4f} by more than {margin:.4f}"
+        )
+    return {
+        "passed": not reasons,
+        "reasons": reasons,
+        "candidate_roc_auc": float(candidate_roc_auc),
+        "previous_roc_auc": None if previous_roc_auc is None else float(previous_roc_auc),
+        "floor": float(floor),
+        "margin": float(margin),
+    }
+

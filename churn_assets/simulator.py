@@ -21,7 +21,8 @@ The behavioural model, per evaluator instance (a site that started an evaluation
   adopted by some instances); ``issue_viewed`` is always there, the admin creates the first
   project on day 0, sprints only happen in Jira Software, a few users also work on ``mobile``;
 * the **true probability** that the instance converts inside the label window (``retained``) is
-  ``sigmoid(b0 + softplus(c0 + c_z * intent + c_b * log1p(w1 active user-days) + c_t * log(team)))``,
+  ``sigmoid(b0 + softplus(c0 + c_z * intent + c_b * log1p(w1 user-days) + c_t * log(team)))``
+  (w1 user-days: the sum over week 1 of each day's active users),
   drawn once week 1 has been simulated (the team acts through the active user-days); the
   softplus levels the odds off at ``sigmoid(b0)`` for evaluators whose usage says nothing
   (purchases decided elsewhere). A retained instance converts on a day inside the window; some of
@@ -60,7 +61,12 @@ _EPOCH_ORDINAL = _EPOCH.toordinal()
 _MONDAY_OFFSET = 4  # 1970-01-01 was a Thursday: day 4 since the epoch is the first Monday
 
 #: The noise kinds the summary counts (rows of usage_events).
-NOISE_KINDS: tuple[str, ...] = ("unknown_event_type", "pre_start_event", "duplicate_row", "orphan_event")
+NOISE_KINDS: tuple[str, ...] = (
+    "unknown_event_type",
+    "pre_start_event",
+    "duplicate_row",
+    "orphan_event",
+)
 
 UNKNOWN_EVENT_TYPES: tuple[str, ...] = ("page_loaded", "app_opened", "session_started")
 PRODUCTS: tuple[str, ...] = ("jira-software", "jira-core", "jira-service-desk", "confluence")
@@ -297,7 +303,8 @@ def _generate(
     invite_day = np.where(invited, invite_day, never)
     accepted = invited & (rng.random(n_u) < m.accept_p)
     join_day = np.where(accepted, invite_day + (rng.random(n_u) < 0.4), never)
-    join_day = np.where(admin, np.where(ghost[user_inst] & ~ghost_day0[user_inst], never, 0), join_day)
+    admin_join = np.where(ghost[user_inst] & ~ghost_day0[user_inst], never, 0)
+    join_day = np.where(admin, admin_join, join_day)
 
     # the admin's invitations, per instance and day (the admin is active on those days)
     inv = invited & (invite_day < horizon[user_inst])
@@ -446,7 +453,12 @@ def _generate(
 
 
 def _build_tables(
-    instances: int, weeks: int, as_of: date, seed: int, label_window_days: int, model: BehaviourModel,
+    instances: int,
+    weeks: int,
+    as_of: date,
+    seed: int,
+    label_window_days: int,
+    model: BehaviourModel,
 ) -> tuple[dict[str, pa.Table], dict[str, int], dict[str, int | date]]:
     if instances < weeks or weeks < 1:
         raise ValueError(f"need weeks >= 1 and instances >= weeks, got {instances=} {weeks=}")
@@ -498,7 +510,9 @@ def _build_tables(
     u_inst = g["user_inst"][u_user]
     u_date = start[u_inst] + u_day
     keep = u_date < as_of_day
-    u_user, u_inst, u_date, u_type, u_platform = (a[keep] for a in (u_user, u_inst, u_date, u_type, u_platform))
+    u_user, u_inst, u_date, u_type, u_platform = (
+        a[keep] for a in (u_user, u_inst, u_date, u_type, u_platform)
+    )
     noise["unknown_event_type"] = len(u_user)
 
     # events dated 1-5 days before the evaluation started (the admin's, contract types)
@@ -507,7 +521,10 @@ def _build_tables(
     p_inst = rng.choice(real_idx, size=k) if k else np.zeros(0, np.int64)
     p_back = rng.integers(1, 6, size=k)
     p_type = rng.choice(
-        [contract.EVENT_TYPES.index(t) for t in ("issue_viewed", "issue_created", "project_created", "issue_updated")],
+        [
+            contract.EVENT_TYPES.index(t)
+            for t in ("issue_viewed", "issue_created", "project_created", "issue_updated")
+        ],
         size=k,
     )
     p_key = np.unique((p_inst * 8 + p_back) * 16 + p_type)
@@ -530,7 +547,8 @@ def _build_tables(
     dup = rng.choice(len(ev_inst), size=k, replace=False) if k else np.zeros(0, np.int64)
     noise["duplicate_row"] = len(dup)
     ev_inst, ev_user, ev_date, ev_type, ev_platform, ev_count = (
-        np.concatenate([a, a[dup]]) for a in (ev_inst, ev_user, ev_date, ev_type, ev_platform, ev_count)
+        np.concatenate([a, a[dup]])
+        for a in (ev_inst, ev_user, ev_date, ev_type, ev_platform, ev_count)
     )
 
     keep = ev_date < as_of_day
@@ -598,7 +616,9 @@ def _build_tables(
 _PART = "part-0.parquet"
 
 
-def _write_weeks(root: pathlib.Path, rel: str, table: pa.Table, date_column: str) -> tuple[str, ...]:
+def _write_weeks(
+    root: pathlib.Path, rel: str, table: pa.Table, date_column: str
+) -> tuple[str, ...]:
     """Write `table` (sorted by `date_column`) as one file per week folder; returns the week keys.
 
     Each file is written to a hidden temp name in its folder and moved into place with os.replace;
@@ -648,6 +668,10 @@ def simulate(
         as_of = datetime.now(timezone.utc).date()
     elif isinstance(as_of, datetime):
         as_of = as_of.date()
+    if "://" in str(root):
+        raise ValueError(
+            f"simulate writes to a local folder, not {root!r}; copy the result to object storage"
+        )
     root = pathlib.Path(root)
     tables, noise, info = _build_tables(instances, weeks, as_of, seed, label_window_days, MODEL)
     week_keys = {}

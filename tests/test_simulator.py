@@ -1,4 +1,4 @@
-"""The raw-usage simulator writes exactly the contract's raw tables, deterministically, with noise."""
+"""The raw-usage simulator writes exactly the contract's raw tables, deterministically, noisy."""
 
 from __future__ import annotations
 
@@ -190,7 +190,8 @@ def test_rerun_into_the_same_root_replaces(tmp_path):
     first = simulate(tmp_path, **ARGS)
     counts = {t: _read(tmp_path, t).num_rows for t in ALL_TABLES}
     # a stale file in a week folder the run writes (e.g. from an older writer) is removed too
-    folder = tmp_path / contract.RAW_USAGE_EVENTS / f"week={first.week_keys[contract.RAW_USAGE_EVENTS][1]}"
+    key = first.week_keys[contract.RAW_USAGE_EVENTS][1]
+    folder = tmp_path / contract.RAW_USAGE_EVENTS / f"week={key}"
     shutil.copy(folder / "part-0.parquet", folder / "part-1.parquet")
     second = simulate(tmp_path, **ARGS)
     assert {t: _read(tmp_path, t).num_rows for t in ALL_TABLES} == counts
@@ -221,18 +222,21 @@ def test_labels_follow_the_behaviour(sim):
     conversions = _read(root, contract.RAW_CONVERSIONS).to_pandas()
     truth = _read(root, contract.TRUTH).to_pandas()
     events = _read(root, contract.RAW_USAGE_EVENTS).to_pandas().drop_duplicates()
-    df = instances.merge(conversions, on="instance", how="left").merge(truth, on=["instance", "eval_start_date"])
+    df = instances.merge(conversions, on="instance", how="left")
+    df = df.merge(truth, on=["instance", "eval_start_date"])
     first, last = summary.first_labelled_week, summary.last_labelled_week
     df = df[(df.eval_start_date >= first) & (df.eval_start_date < last + timedelta(days=7))]
     delay = (df.converted_date - df.eval_start_date).apply(lambda d: d.days if d == d else None)
-    df = df.assign(retained=((delay >= 0) & (delay < contract.DEFAULT_LABEL_WINDOW_DAYS)).astype(int))
+    window = contract.DEFAULT_LABEL_WINDOW_DAYS
+    df = df.assign(retained=((delay >= 0) & (delay < window)).astype(int))
     assert len(df) == INSTANCES
     assert 0.15 < df.retained.mean() < 0.33
     assert abs(df.retained.mean() - df.true_probability.mean()) < 0.06
-    ev = events[events.event_type.isin(contract.EVENT_TYPES)].merge(df[["instance", "eval_start_date"]], on="instance")
+    ev = events[events.event_type.isin(contract.EVENT_TYPES)]
+    ev = ev.merge(df[["instance", "eval_start_date"]], on="instance")
     days = (ev.event_date - ev.eval_start_date).apply(lambda d: d.days)
     w1 = ev[(days >= 0) & (days < contract.W1_DAYS)]
-    agg = w1.groupby("instance")[["user_id", "event_date"]].apply(lambda g: len(g.drop_duplicates()))
+    agg = w1.drop_duplicates(["instance", "user_id", "event_date"]).groupby("instance").size()
     df["agg"] = df.instance.map(agg).fillna(0)
     assert df[df.retained == 1]["agg"].mean() > 2 * df[df.retained == 0]["agg"].mean()
     assert (df["agg"] == 0).mean() > 0.1  # evaluators who never came back keep all-zero features

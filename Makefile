@@ -18,7 +18,7 @@ install: $(STAMP)
 
 # Simulate the default data set (if ./data has none), materialize the graph, print the summary.
 demo: $(STAMP)
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	CHURN_ENV=local $(VENV)/bin/churn demo --root $(CHURN_DATA_ROOT)
 
 test: $(STAMP)
@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 
 # The Dagster UI (webserver + daemon) on http://127.0.0.1:3000.
 dev: $(STAMP)
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	CHURN_ENV=local $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 validate: $(STAMP)

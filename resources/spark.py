@@ -28,6 +28,8 @@ def spark_config(master: str | None = None, remote: str | None = None, cores: in
         # Small tables on few cores: the default 200 shuffle partitions is pure overhead.
         "spark.sql.shuffle.partitions": str(max(2, cores * 2)),
         "spark.sql.session.timeZone": "UTC",
+        # toPandas of the feature tables through Arrow, not row by row through py4j.
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.catalogImplementation": "hive",

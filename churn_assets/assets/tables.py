@@ -2,6 +2,7 @@
 # No `from __future__ import annotations` in asset modules: Dagster reads the context annotation.
 
 
+import json
 import time
 
 import dagster as dg
@@ -12,6 +13,7 @@ from churn_assets.contract import INSTANCES_MODELING_DIR, INSTANCES_W1_DIR
 from churn_assets.raw_tables import ContractViolation
 from churn_assets.features import TABLES, compute_feature_table, write_weekly_csv
 from churn_assets.partitions import cohort_weeks, labelled_weeks, window_weeks
+from churn_assets.quality import exclusion_records, exclusions_path
 from churn_assets.settings import SETTINGS
 from resources.storage import StorageRoot
 
@@ -29,6 +31,9 @@ def materialize_feature_table(
         # Bad input is the upstream's to fix: say what and where, not a JVM stack trace.
         raise dg.Failure(description=f"{table}: {exc}", allow_retries=False) from exc
     written = write_weekly_csv(storage, result)
+    # Rows excluded by definition, per cohort week, for the `exclusions` asset check.
+    for week, record in exclusion_records(table, result.exclusions, result.weeks).items():
+        storage.write_text(exclusions_path(table, week), json.dumps(record, indent=2))
     seconds = time.perf_counter() - started
     for raw_table, weeks in result.missing_partitions.items():
         context.log.warning(f"{table}: raw table {raw_table} has no partition for week(s) {', '.join(weeks)}")

@@ -114,7 +114,7 @@ def freshness_alert(
         "severity": severity,
         "blocking": False,
         "summary": f"Freshness {new_state}: {asset} (was {previous_state})",
-        "description": (f"{asset} is older than its freshness policy allows" + (f": {policy}" if policy else "")),
+        "description": f"{asset} is older than its freshness policy allows" + (f" ({policy})" if policy else ""),
         "metadata": {"policy": policy} if policy else {},
         "run_id": None,
         "storage_id": storage_id,
@@ -298,15 +298,21 @@ def freshness_candidates(
     return candidates, last
 
 
-def _describe_policy(policy: Any) -> str | None:
+def _window(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:g} hours" if hours < 72 else f"{hours / 24:g} days"
+
+
+def describe_policy(policy: Any) -> str | None:
+    """A FreshnessPolicy in words ("fails when not updated for 26 hours")."""
     if policy is None:
         return None
     fail_window = getattr(policy, "fail_window", None)
     if fail_window is not None:
         window = fail_window.to_timedelta() if hasattr(fail_window, "to_timedelta") else fail_window
-        return f"fails when older than {window}"
+        return f"fails when not updated for {_window(window)}"
     deadline = getattr(policy, "deadline_cron", None)
-    return f"deadline {deadline}" if deadline else type(policy).__name__
+    return f"fails when not updated by {deadline}" if deadline else type(policy).__name__
 
 
 def deliver(alert: dict[str, Any], storage: StorageRoot, webhook: str | None, log: Any) -> dict[str, Any]:
@@ -339,13 +345,16 @@ def deliver(alert: dict[str, Any], storage: StorageRoot, webhook: str | None, lo
 def churn_alerts_sensor(context: dg.SensorEvaluationContext, storage: StorageRoot) -> dg.SensorResult:
     now = datetime.now(timezone.utc).timestamp()
     state = AlertState.from_cursor(context.cursor, now)
-    repository = context.repository_def
+    try:
+        repository = context.repository_def  # set by the daemon; tests pass `definitions=`
+    except dg.DagsterInvariantViolationError:
+        repository = None
     if repository is None:
         return dg.SensorResult(skip_reason="no repository: cannot list the asset checks", cursor=state.to_cursor())
     asset_graph = repository.asset_graph
     check_keys = list(asset_graph.asset_check_keys)
     policies = {
-        key: _describe_policy(asset_graph.get(key).freshness_policy)
+        key: describe_policy(asset_graph.get(key).freshness_policy)
         for key in asset_graph.get_all_asset_keys()
         if asset_graph.get(key).freshness_policy is not None
     }

@@ -25,6 +25,8 @@ re-runs only the latest partition of the stale asset, once per failure.
 
 # No `from __future__ import annotations`: Dagster reads the check's context annotation.
 
+import warnings
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta, timezone
 
 import dagster as dg
@@ -55,6 +57,7 @@ RAW_TABLES = dg.AssetSelection.assets(*(spec.key for spec in RAW_ASSETS))
 MODEL_LINEAGE = dg.AssetSelection.assets("preprocessor", "churn_model", "model_evaluation")
 
 AC = dg.AutomationCondition
+AssetLike = dg.AssetsDefinition | dg.AssetSpec
 
 
 def latest_weeks(weeks: int = SCORING_WEEKS) -> dg.AutomationCondition:
@@ -83,22 +86,26 @@ def daily_root() -> dg.AutomationCondition:
     ) | freshness_rerun()
 
 
+def no_parent_partition_failed_blocking_check() -> dg.AutomationCondition:
+    """No parent partition that this one reads has failed a blocking check (unless re-run now)."""
+    failed = (AC.check_failed() & ~AC.will_be_requested()).with_label("blocking check failed")
+    return (~AC.any_deps_match(AC.any_checks_match(failed, blocking_only=True))).with_label(
+        "no parent partition failed a blocking check"
+    )
+
+
 def parents_blocking_checks_passed() -> dg.AutomationCondition:
     """The parents' blocking checks passed, and none failed on any parent partition read.
 
-    `all_deps_blocking_checks_passed()` alone is not enough here: through a partition mapping it is
-    true when ANY mapped parent partition passed, so a week of the 13-week training window whose
-    blocking check failed would not hold the model back. The second half catches that. It looks for
-    failures rather than requiring a pass on all 13 weeks because a single-run backfill over several
-    weeks records its checks without a partition: requiring a per-week pass would block retraining
-    after every backfill. (Such a backfill fails as a run when a blocking check fails, and
-    churn_alerts_sensor reports it.)
+    `all_deps_blocking_checks_passed()` alone is not enough for the training window: through a
+    partition mapping it is true when ANY mapped parent partition passed, so a week of the 13-week
+    window whose blocking check failed would not hold the model back. The second half catches
+    that. It looks for failures rather than requiring a pass on all 13 weeks because a single-run
+    backfill over several weeks records its checks without a partition: requiring a per-week pass
+    would block retraining after every backfill. (Such a backfill fails as a run when a blocking
+    check fails, and churn_alerts_sensor reports it.)
     """
-    failed = (AC.check_failed() & ~AC.will_be_requested()).with_label("blocking check failed")
-    no_failed_parent_partition = ~AC.any_deps_match(AC.any_checks_match(failed, blocking_only=True)).with_label(
-        "no parent partition failed a blocking check"
-    )
-    return AC.all_deps_blocking_checks_passed() & no_failed_parent_partition
+    return AC.all_deps_blocking_checks_passed() & no_parent_partition_failed_blocking_check()
 
 
 def gated_eager() -> dg.AutomationCondition:
@@ -107,6 +114,14 @@ def gated_eager() -> dg.AutomationCondition:
 
 
 def scoring_eager() -> dg.AutomationCondition:
+    """Eager over the two latest weeks, requested in the same tick as instances_w1's daily refresh.
+
+    Not `all_deps_blocking_checks_passed()`: instances_w1's daily run covers two weeks in one run,
+    whose checks are recorded without a partition, so that condition would never hold afterwards,
+    and checks without a condition of their own do not count as `will_be_requested` in the tick
+    that requests instances_w1. In that tick predictions joins the same run (or backfill), where a
+    failed blocking check of instances_w1 stops it; later, an explicit failure still holds it back.
+    """
     eager = (
         latest_weeks()
         & (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
@@ -114,7 +129,7 @@ def scoring_eager() -> dg.AutomationCondition:
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
     ).with_label(f"eager over the {SCORING_WEEKS} latest weeks")
-    return (eager & parents_blocking_checks_passed().ignore(MODEL_LINEAGE)) | freshness_rerun()
+    return (eager & no_parent_partition_failed_blocking_check().ignore(MODEL_LINEAGE)) | freshness_rerun()
 
 
 def retrain_eager() -> dg.AutomationCondition:
@@ -149,9 +164,13 @@ def apply_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
     return spec
 
 
-def with_automation(defs: dg.Definitions) -> dg.Definitions:
-    """`defs` with the conditions and policies above attached, the asset modules left untouched."""
-    return defs.map_resolved_asset_specs(func=apply_automation)
+def with_automation(assets: Sequence[AssetLike]) -> list[AssetLike]:
+    """`assets` with the conditions and policies above attached, the asset modules left untouched.
+
+    `dg.map_asset_specs` is public and stable; `Definitions.map_resolved_asset_specs` /
+    `map_asset_specs` do the same but are marked preview in Dagster 1.13 (a PreviewWarning).
+    """
+    return list(dg.map_asset_specs(apply_automation, assets))
 
 
 # --- The partition-aware deadline: this week's predictions exist by Monday 09:00 UTC --------------
@@ -212,6 +231,12 @@ def predictions_current_week_deadline(context: dg.AssetCheckExecutionContext) ->
 
 # --- Jobs, schedules and the automation sensor ---------------------------------------------------
 
+# The retrain job mixes instances_modeling's single-run backfill policy with the per-week ML assets:
+# Dagster then runs one week per run, which is what a weekly retrain is. Silence that notice only.
+warnings.filterwarnings(
+    "ignore", message=r"Asset job weekly_retrain_job materializes assets with varying BackfillPolicies"
+)
+
 weekly_retrain_job = dg.define_asset_job(
     "weekly_retrain_job",
     selection=dg.AssetSelection.assets(*RETRAIN_ASSETS),
@@ -224,15 +249,12 @@ daily_scoring_job = dg.define_asset_job(
     description="instances_w1 and predictions for the week in progress and the week before, in one run.",
 )
 
-weekly_retrain_schedule = dg.build_schedule_from_partitioned_job(
-    weekly_retrain_job,
-    name="weekly_retrain_schedule",
-    # The cron follows the partitions (weekly, Monday) at this time of day: WEEKLY_RETRAIN_CRON.
-    hour_of_day=6,
-    minute_of_hour=0,
-    description="Alternative to churn_automation_sensor (which runs by default): turn one of them on, not both.",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
+def newest_labelled_week(now: datetime) -> str:
+    """The labelled_weeks partition that the weekly retrain trains on at `now`."""
+    keys = labelled_weeks.get_partition_keys(current_time=now)
+    if not keys:
+        raise ValueError(f"labelled_weeks has no partition at {now.isoformat()}")
+    return keys[-1]
 
 
 def scoring_range(now: datetime, weeks: int = SCORING_WEEKS) -> tuple[str, str]:
@@ -241,6 +263,20 @@ def scoring_range(now: datetime, weeks: int = SCORING_WEEKS) -> tuple[str, str]:
     if not keys:
         raise ValueError(f"cohort_weeks has no partition at {now.isoformat()}")
     return keys[0], keys[-1]
+
+
+@dg.schedule(
+    name="weekly_retrain_schedule",
+    cron_schedule=WEEKLY_RETRAIN_CRON,
+    execution_timezone=TIMEZONE,
+    job=weekly_retrain_job,
+    description="Alternative to churn_automation_sensor (which runs by default): turn one of them on, not both.",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    # A plain schedule: build_schedule_from_partitioned_job calls a deprecated Dagster API on every tick.
+    week = newest_labelled_week(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=f"weekly_retrain:{week}", partition_key=week)
 
 
 @dg.schedule(

@@ -6,6 +6,7 @@ import dagster as dg
 
 from churn_assets.assets.ml import churn_model, model_evaluation, model_gate_passed, predictions, preprocessor
 from churn_assets.assets.raw import RAW_ASSETS
+from churn_assets.assets.report import REPORT_ASSETS
 from churn_assets.assets.tables import instances_modeling, instances_w1
 from churn_assets.alerts import churn_alerts_sensor
 from churn_assets.automation import ASSET_CHECKS as FRESHNESS_CHECKS
@@ -15,10 +16,10 @@ from resources import resources_for_environment
 
 
 def build_definitions() -> dg.Definitions:
-    # Cadence (automation conditions) and freshness policies are attached here, from
+    # with_automation attaches the cadence (automation conditions) and freshness policies from
     # churn_assets.automation, so the asset modules stay free of scheduling concerns.
-    defs = dg.Definitions(
-        assets=[
+    return dg.Definitions(
+        assets=with_automation([
             *RAW_ASSETS,
             instances_modeling,
             instances_w1,
@@ -26,7 +27,8 @@ def build_definitions() -> dg.Definitions:
             churn_model,
             model_evaluation,
             predictions,
-        ],
+            *REPORT_ASSETS,
+        ]),
         asset_checks=[model_gate_passed, *ASSET_CHECKS, *FRESHNESS_CHECKS],
         jobs=JOBS,
         schedules=SCHEDULES,
@@ -35,7 +37,6 @@ def build_definitions() -> dg.Definitions:
         # One process per run: Spark's JVM starts once, and steps hand values over in memory.
         executor=dg.in_process_executor,
     )
-    return with_automation(defs)
 
 
 defs = build_definitions()

@@ -2,8 +2,9 @@
 
 Simulates the default data set when the storage root has no raw data, then materializes the graph
 in one process (one Spark session): both tables over every cohort week with data (single-run
-backfills), the preprocessor, model and evaluation of the newest labelled week, and the
-predictions of every cohort week whose labels are not in yet. Runs are recorded in the Dagster
+backfills), the preprocessor, model, evaluation and behaviour report of the newest labelled
+week, and the predictions (with reasons, segments and the save list) of every cohort week whose
+labels are not in yet. Runs are recorded in the Dagster
 instance of DAGSTER_HOME when set, so `make dev` shows them afterwards.
 """
 
@@ -15,6 +16,7 @@ from datetime import date, datetime, timezone
 import dagster as dg
 
 from churn_assets.assets.ml import churn_model, model_evaluation, predictions, preprocessor
+from churn_assets.assets.report import REPORTS_DIR, behavior_report
 from churn_assets.assets.tables import instances_modeling, instances_w1
 from churn_assets.contract import (
     INSTANCES_MODELING_DIR,
@@ -23,6 +25,7 @@ from churn_assets.contract import (
     RAW_INSTANCES,
 )
 from churn_assets.ml.metrics import TALK_REPORTED_RESULTS, markdown_talk_table
+from churn_assets.ml.segments import SAVE_LIST_DIR
 from churn_assets.partitions import cohort_weeks, labelled_weeks
 from churn_assets.raw_tables import available_weeks
 from churn_assets.registry import read_evaluation, read_model
@@ -71,6 +74,7 @@ def run_demo(root: str, as_of: date | None = None, instances: int = 57_700, fres
         ("instances_w1", [instances_w1], {"tags": _range_tags(w1_weeks[0], w1_weeks[-1])}),
         ("preprocessor -> churn_model -> model_evaluation", [preprocessor, churn_model, model_evaluation],
          {"partition_key": model_week}),
+        ("behavior_report", [behavior_report], {"partition_key": model_week}),
         ("predictions", [predictions], {"tags": _range_tags(unlabelled[0], unlabelled[-1])} if unlabelled else None),
     ]
     for label, assets, partition in runs:
@@ -123,3 +127,10 @@ def print_summary(storage, modeling_weeks, w1_weeks, scored_weeks, evaluation, m
     if oracle:
         print(f"ROC-AUC ratio to the oracle: {evaluation['auc_ratio_to_oracle']:.3f}")
     print(f"\nPredictions: {storage.uri(PREDICTIONS_DIR)}/WEEK.csv for {', '.join(scored_weeks) or 'no week'}")
+    if scored_weeks:
+        week = scored_weeks[-1]
+        saves = storage.read_csv(f"{SAVE_LIST_DIR}/{week}.csv", dtype={"eval_start_date": str})
+        print(f"Save list of {week}: {len(saves):,} evaluators, {storage.uri(SAVE_LIST_DIR)}/{week}.csv; the first three:")
+        for row in saves.head(3).itertuples():
+            print(f"  #{row.rank} instance {row.instance} ({row.segment}, p={row.retain_probability:.2f}): {row.top_reasons}")
+    print(f"Behaviour report: {storage.uri(REPORTS_DIR)}/{evaluation['week']}/summary.md")

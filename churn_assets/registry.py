@@ -5,7 +5,10 @@ Layout (the contract fixes the tables; the artefacts' format is ours, and none i
 - models/preprocessor/v0/WEEK.json                 the preprocessor fitted for the model of WEEK
 - models/churn_model/v0/WEEK/model.ubj             XGBoost's own binary JSON
 - models/churn_model/v0/WEEK/preprocessor.json     the copy it was trained with, so the pair never drifts
-- models/churn_model/v0/WEEK/card.json             the model card
+- models/churn_model/v0/WEEK/converter_reference.json  typical week-1 values of converters (for reasons)
+- models/churn_model/v0/WEEK/card.json             the model card, written last
+- models/churn_model/v0/WEEK/promotion.json        present once the model passed the gate
+- models/save_list/v0/WEEK.csv                     who marketing should contact, ranked
 - models/evaluation/v0/WEEK.json                   model comparison and out-of-time metrics
 """
 
@@ -29,6 +32,7 @@ from churn_assets.contract import (
     PREPROCESSOR_DIR,
     TRUTH,
 )
+from churn_assets.ml.explain import CONVERTER_REFERENCE_FILE, reference_from_json, reference_to_json
 from churn_assets.ml.model import ModelCard, TrainedModel, model_from_bytes, model_to_bytes
 from churn_assets.ml.preprocessing import Preprocessor
 from resources.storage import StorageRoot
@@ -91,6 +95,7 @@ class StoredModel:
     preprocessor: Preprocessor
     booster: xgboost.Booster
     card: ModelCard
+    converter_reference: dict[str, float] | None  # typical week-1 values of converters, for reasons
 
     @property
     def version(self) -> str:
@@ -106,8 +111,10 @@ def model_version_for(week: str, model_bytes: bytes) -> str:
     return f"{week}-{hashlib.sha256(model_bytes).hexdigest()[:8]}"
 
 
-def write_model(storage: StorageRoot, week: str, trained: TrainedModel) -> ModelCard:
-    """Store model, preprocessor and card; the card's version names the week and the model bytes.
+def write_model(
+    storage: StorageRoot, week: str, trained: TrainedModel, converter_reference: dict[str, float]
+) -> ModelCard:
+    """Store model, preprocessor, converter reference and card; the version names week and bytes.
 
     The card is written last: a folder without card.json is an unfinished write and is never loaded.
     """
@@ -116,6 +123,7 @@ def write_model(storage: StorageRoot, week: str, trained: TrainedModel) -> Model
     folder = f"{CHURN_MODEL_DIR}/{week}"
     storage.write_bytes(f"{folder}/{MODEL_FILE}", model_bytes)
     storage.write_text(f"{folder}/preprocessor.json", trained.preprocessor.to_json())
+    storage.write_text(f"{folder}/{CONVERTER_REFERENCE_FILE}", reference_to_json(converter_reference))
     storage.write_text(f"{folder}/card.json", card.to_json())
     return card
 
@@ -134,6 +142,9 @@ def read_model(storage: StorageRoot, week: str) -> StoredModel:
         preprocessor=Preprocessor.from_json(storage.read_text(f"{folder}/preprocessor.json")),
         booster=model_from_bytes(storage.read_bytes(f"{folder}/{MODEL_FILE}")),
         card=ModelCard.from_json(storage.read_text(f"{folder}/card.json")),
+        converter_reference=reference_from_json(storage.read_text(f"{folder}/{CONVERTER_REFERENCE_FILE}"))
+        if storage.exists(f"{folder}/{CONVERTER_REFERENCE_FILE}")
+        else None,
     )
 
 

@@ -114,7 +114,12 @@ def test_reason_text_names_features_in_order_with_sign_raw_value_and_reference(f
                 assert "unknown" in part
             else:
                 assert f"({int(value)} vs " in part
-                assert part.startswith("few" if value < typical else "many" if value > typical else "typical")
+                if value < typical and row[feature] < 0:
+                    assert part.startswith(f"few {FEATURE_LABELS[feature]} (")
+                elif value > typical and row[feature] > 0:
+                    assert part.startswith(f"many {FEATURE_LABELS[feature]} (")
+                else:
+                    assert part.startswith(f"{FEATURE_LABELS[feature]} (")
             assert part.endswith(f"odds x{math.exp(row[feature]):.2g}")
 
 
@@ -126,6 +131,10 @@ def test_reason_text_reads_like_the_issue():
         "many issues created (14 vs 6.5 typical for converters): pushes towards converting, odds x2"
     )
     assert reason_text("number_of_issues", 14, 0.7) == "issues created: 14: pushes towards converting, odds x2"
+    # below the converters' typical value, yet above most evaluators: no "few" beside a push towards
+    assert reason_text("w1_agg_active_users", 10, 0.79, {"w1_agg_active_users": 13}) == (
+        "user-days of activity in week 1 (10 vs 13 typical for converters): pushes towards converting, odds x2.2"
+    )
     assert reason_text("issues_viewed", float("nan"), -0.1, {"issues_viewed": 9}, imputed_as=4) == (
         "issue views (unknown, counted as 4, vs 9 typical for converters): pushes away from converting, odds x0.9"
     )

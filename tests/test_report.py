@@ -272,6 +272,9 @@ def test_summary_states_the_hand_built_findings():
     assert "Evaluators activated by day 7 converted at 67 %, the others at 0 %." in summary
     assert report.activation_rule.describe() in summary
     assert "![" not in summary  # no chart rendered, none linked
+    tables = json.loads(report.to_json())  # undefined correlations are null, not NaN
+    assert tables["correlations"][-1]["correlation"] is None
+    assert [row["activated_share"] for row in tables["activation"]] == [0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 0.75]
 
 
 # --------------------------------------------------------------------------------------------

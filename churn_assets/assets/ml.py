@@ -17,7 +17,9 @@ from churn_assets.ml.evaluation import model_gate, out_of_time, talk_protocol
 from churn_assets.ml.metrics import markdown_talk_table
 from churn_assets.ml.model import TALK_XGB_PARAMS, train_churn_model
 from churn_assets.ml.preprocessing import Preprocessor
-from churn_assets.ml.scoring import score
+from churn_assets.ml.explain import converter_reference
+from churn_assets.ml.scoring import score_with_reasons
+from churn_assets.ml.segments import SAVE_LIST_DIR, SegmentConfig, save_list
 from churn_assets.partitions import cohort_weeks, labelled_weeks
 from churn_assets.registry import (
     MissingArtefact,
@@ -138,7 +140,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, sto
         threshold_folds=config.threshold_folds,
         preprocessor=fitted,
     )
-    card = write_model(storage, context.partition_key, trained)
+    card = write_model(storage, context.partition_key, trained, converter_reference(frame))
     seconds = time.perf_counter() - started
     in_sample = next(iter(card.metrics.values()))
     return dg.MaterializeResult(
@@ -286,6 +288,17 @@ def scoring_model_week(storage: StorageRoot, scoring_week: str) -> str:
     return candidates[-1]
 
 
+class SegmentSettings(dg.Config):
+    """Segment definitions (README, "Segments"); the defaults are SegmentConfig's."""
+
+    swing_band: float = SegmentConfig.swing_band
+    save_floor_ratio: float = SegmentConfig.save_floor_ratio
+    engagement_feature: str = SegmentConfig.engagement_feature
+    min_engagement: float = SegmentConfig.min_engagement
+    outreach_lift_log_odds: float = SegmentConfig.outreach_lift_log_odds
+    value_per_conversion: float = SegmentConfig.value_per_conversion
+
+
 @dg.asset(
     partitions_def=cohort_weeks,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -294,21 +307,30 @@ def scoring_model_week(storage: StorageRoot, scoring_week: str) -> str:
     kinds={"xgboost", "csv"},
     owners=[OWNER],
     description=(
-        "Every instances_w1 row scored by the newest model trained before its cohort week: "
-        "prediction_retained (0/1 at the model's decision threshold), retain_probability and model_version; one CSV per cohort week "
+        "Every instances_w1 row scored by the newest promoted model trained before its cohort week: "
+        "prediction_retained (0/1 at the model's decision threshold), retain_probability, "
+        "model_version, segment and top_reasons; one CSV per cohort week "
         f"under {PREDICTIONS_DIR}/. The week in progress is re-scored as its usage lands."
     ),
 )
-def predictions(context: dg.AssetExecutionContext, storage: StorageRoot) -> dg.MaterializeResult:
-    rows_by_week, versions = {}, {}
+def predictions(
+    context: dg.AssetExecutionContext, config: SegmentSettings, storage: StorageRoot
+) -> dg.MaterializeResult:
+    segments = SegmentConfig(**config.model_dump())
+    rows_by_week, versions, segment_counts = {}, {}, {}
     for week in context.partition_keys:
         try:
             rows = read_scoring_rows(storage, week)
         except MissingArtefact as exc:
             raise dg.Failure(description=f"predictions {week}: {exc}", allow_retries=False) from exc
         model = read_model(storage, scoring_model_week(storage, week))
-        scored = score(rows, model.preprocessor, model.booster, model.threshold, model.version)
+        scored = score_with_reasons(
+            rows, model.preprocessor, model.booster, model.threshold, model.version,
+            model.converter_reference, segments,
+        )
         write_predictions(storage, week, scored)
+        storage.write_csv(f"{SAVE_LIST_DIR}/{week}.csv", save_list(scored, segments))
+        segment_counts[week] = scored["segment"].value_counts().to_dict()
         rows_by_week[week] = len(scored)
         versions[week] = model.version
         context.log.info(f"predictions {week}: {len(scored)} rows scored by model {model.version}")
@@ -318,6 +340,8 @@ def predictions(context: dg.AssetExecutionContext, storage: StorageRoot) -> dg.M
             "rows": sum(rows_by_week.values()),
             "rows_by_week": rows_by_week,
             "model_version_by_week": versions,
+            "segments_by_week": segment_counts,
+            "save_list": dg.MetadataValue.path(storage.uri(SAVE_LIST_DIR)),
             "path": dg.MetadataValue.path(storage.uri(PREDICTIONS_DIR)),
         }
     )

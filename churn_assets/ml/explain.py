@@ -183,6 +183,7 @@ def reason_text(
 
     e.g. `few active users in week 1 (2 vs 6 typical for converters): pushes away from
     converting, odds x0.45`. The odds factor is exp(contribution): x2 doubles the evaluator's odds.
+    "few" / "many" are said only when they agree with the direction of the push.
     """
     label = feature_label(feature)
     typical = None if reference is None else reference.get(feature)
@@ -193,9 +194,12 @@ def reason_text(
     elif typical is None:
         what = f"{label}: {format_value(value)}"
     else:
+        # "few"/"many" only when the comparison with converters and the push agree: SHAP values are
+        # relative to the average evaluator, so 10 user-days can push towards converting while
+        # converters typically have 13; then the numbers speak alone.
         value = float(value)
-        size = "few" if value < typical else "many" if value > typical else "typical number of"
-        what = f"{size} {label} ({format_value(value)} vs {format_value(typical)} typical for converters)"
+        size = "few " if value < typical and contribution < 0 else "many " if value > typical and contribution > 0 else ""
+        what = f"{size}{label} ({format_value(value)} vs {format_value(typical)} typical for converters)"
     direction = "pushes towards converting" if contribution > 0 else "pushes away from converting"
     return f"{what}: {direction}, odds x{format_odds_factor(contribution)}"
 

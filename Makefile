@@ -16,9 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The local Dagster instance of demo, dev and validate (runs, event log), telemetry off.
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
 # Simulate the default data set (if ./data has none), materialize the graph, print the summary.
-demo: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	CHURN_ENV=local $(VENV)/bin/churn demo --root $(CHURN_DATA_ROOT)
 
 test: $(STAMP)
@@ -29,11 +33,10 @@ test-fast: $(STAMP)
 	CHURN_ENV=test $(PY) -m pytest -m "not slow"
 
 # The Dagster UI (webserver + daemon) on http://127.0.0.1:3000.
-dev: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	CHURN_ENV=local $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-validate: $(STAMP)
+validate: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	CHURN_ENV=local $(VENV)/bin/dagster definitions validate -w workspace.yaml
 
 clean:

@@ -157,11 +157,15 @@ class AlertState:
     freshness_after: int | None = None  # storage id of the last freshness event read
 
     @classmethod
-    def from_cursor(cls, cursor: str | None, now: float, initial_lookback: timedelta = INITIAL_LOOKBACK) -> "AlertState":
+    def from_cursor(
+        cls, cursor: str | None, now: float, initial_lookback: timedelta = INITIAL_LOOKBACK
+    ) -> "AlertState":
         if not cursor:
             return cls(since=now - initial_lookback.total_seconds())
         data = json.loads(cursor)
-        return cls(since=float(data["since"]), sent=dict(data.get("sent", {})), freshness_after=data.get("freshness_after"))
+        return cls(
+            since=float(data["since"]), sent=dict(data.get("sent", {})), freshness_after=data.get("freshness_after")
+        )
 
     def to_cursor(self) -> str:
         return json.dumps(
@@ -282,7 +286,8 @@ def freshness_candidates(
     candidates, last = [], state.freshness_after
     for record in records:
         last = record.storage_id
-        change = record.event_log_entry.dagster_event.event_specific_data if record.event_log_entry.dagster_event else None
+        event = record.event_log_entry.dagster_event
+        change = event.event_specific_data if event else None
         new_state = getattr(getattr(change, "new_state", None), "value", None)
         if new_state not in states:
             continue

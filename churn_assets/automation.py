@@ -18,9 +18,10 @@ turned off, or every refresh runs twice.
 Freshness (Dagster's `FreshnessPolicy`, evaluated by the freshness daemon of `dagster dev`):
 `instances_w1` and `predictions` fail after 26 hours (daily run plus 2 hours' slack),
 `instances_modeling`, `churn_model` and `model_evaluation` after 8 days (weekly plus a day). A
-policy judges the newest materialization of any partition, so `predictions_current_week_deadline`
-checks the partition itself: this week's predictions exist by Monday 09:00. A failed policy
-re-runs only the latest partition of the stale asset, once per failure.
+policy judges the newest materialization of any partition, so the asset check
+`predictions:current_week_deadline` checks the partition itself: this week's predictions exist by
+Monday 09:00 (our own check: `build_time_partition_freshness_checks` is superseded and warns).
+A failed policy re-runs only the latest partition of the stale asset, once per failure.
 """
 
 # No `from __future__ import annotations`: Dagster reads the check's context annotation.
@@ -80,10 +81,12 @@ def weekly_root() -> dg.AutomationCondition:
 
 
 def daily_root() -> dg.AutomationCondition:
-    on_cron = AC.on_cron(DAILY_SCORING_CRON, TIMEZONE).replace("in_latest_time_window", latest_weeks())
-    return on_cron.with_label(f"on_cron({DAILY_SCORING_CRON}, {TIMEZONE}) over the {SCORING_WEEKS} latest weeks").ignore(
-        RAW_TABLES
-    ) | freshness_rerun()
+    on_cron = (
+        AC.on_cron(DAILY_SCORING_CRON, TIMEZONE)
+        .replace("in_latest_time_window", latest_weeks())
+        .with_label(f"on_cron({DAILY_SCORING_CRON}, {TIMEZONE}) over the {SCORING_WEEKS} latest weeks")
+    )
+    return on_cron.ignore(RAW_TABLES) | freshness_rerun()
 
 
 def no_parent_partition_failed_blocking_check() -> dg.AutomationCondition:

@@ -42,3 +42,17 @@ def resources(spark, storage):
     from resources.spark import spark_resource
 
     return {"spark": spark_resource(), "storage": storage, "io_manager": dg.InMemoryIOManager()}
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_defs_state_storage():
+    """Each test starts and ends without a Dagster defs-state storage in the context.
+
+    Some Dagster calls made under `dg.instance_for_test()` (the schedule and sensor evaluations)
+    leave that instance's state storage installed after the instance is gone; the next
+    `Definitions` to resolve then opens the deleted instance's SQLite file and fails.
+    """
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield

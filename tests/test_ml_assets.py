@@ -18,6 +18,7 @@ from churn_assets.assets.ml import (
 )
 from churn_assets.assets.tables import instances_modeling, instances_w1
 from churn_assets.contract import FEATURE_COLUMNS, PREDICTION_COLUMNS
+from churn_assets.ml.scoring import EXPLAINED_PREDICTION_COLUMNS
 from churn_assets.partitions import cohort_weeks, labelled_weeks
 from churn_assets.registry import promoted_model_weeks, read_evaluation, read_model, read_predictions
 from churn_assets.simulator import simulate
@@ -119,7 +120,9 @@ def test_model_trains_on_its_window_only_and_predictions_follow_the_contract(sim
     for week in ("2026-10-26", "2026-11-02"):
         scored = read_predictions(storage, week)
         features = pd.read_csv(storage.path(f"models/instances_w1/v0/{week}.csv"))
-        assert list(scored.columns) == list(PREDICTION_COLUMNS)
+        # The contract's columns first, in order; the explanations (issue 6) after them.
+        assert list(scored.columns) == list(EXPLAINED_PREDICTION_COLUMNS)
+        assert list(scored.columns[: len(PREDICTION_COLUMNS)]) == list(PREDICTION_COLUMNS)
         assert scored["instance"].tolist() == features["instance"].tolist()
         assert scored["retain_probability"].between(0, 1).all()
         assert set(scored["prediction_retained"]) <= {0, 1}

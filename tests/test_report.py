@@ -332,6 +332,7 @@ def test_behavior_report_asset_on_simulated_data(tmp_path, spark):
 
     from churn_assets.assets.report import REPORTS_DIR, behavior_report
     from churn_assets.features import compute_feature_table, write_weekly_csv
+    from churn_assets.ml.explain import converter_reference
     from churn_assets.ml.model import train_churn_model
     from churn_assets.registry import read_training_rows, write_model
     from churn_assets.simulator import simulate
@@ -346,7 +347,7 @@ def test_behavior_report_asset_on_simulated_data(tmp_path, spark):
     frame, _ = read_training_rows(storage, ["2026-10-12", "2026-10-19"])
     trained = train_churn_model(frame, "v", params={**TALK_XGB_PARAMS, "n_estimators": 30, "n_jobs": 1},
                                 threshold_folds=None)
-    write_model(storage, "2026-10-19", trained)
+    write_model(storage, "2026-10-19", trained, converter_reference(frame))
 
     result = dg.materialize(
         [behavior_report],

@@ -130,7 +130,7 @@ def raw_cohort_instances(storage: StorageRoot, week: str) -> set:
     frames = []
     for relative in parquet_files(storage, folder):
         try:
-            table = pq.read_table(storage.path(relative), columns=["instance", "eval_start_date"])
+            table = pq.read_table(storage.local_path(relative), columns=["instance", "eval_start_date"])
         except Exception as exc:
             raise Unreadable(f"{RAW_INSTANCES} partition week={week} file {relative.rsplit('/', 1)[-1]}: {exc}") from exc
         frames.append(table.to_pandas())

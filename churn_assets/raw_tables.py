@@ -62,7 +62,7 @@ def validate_partition(storage: StorageRoot, table: str, week: str) -> list[str]
     for relative in files:
         where = f"{table} partition week={week} file {relative.rsplit('/', 1)[-1]}"
         try:
-            schema = pq.read_schema(storage.path(relative))
+            schema = pq.read_schema(storage.local_path(relative))
         except Exception as exc:  # a truncated or non-Parquet file
             raise ContractViolation(f"{where}: not a readable Parquet file ({exc})") from exc
         for column, sql_type in expected.items():
@@ -82,7 +82,7 @@ def find_partitions(storage: StorageRoot, table: str, weeks: list[date] | None) 
     found = RawPartitions(table)
     for week in wanted:
         if validate_partition(storage, table, week):
-            found.present[week] = storage.uri(week_folder(table, week))
+            found.present[week] = storage.spark_uri(week_folder(table, week))
         else:
             found.missing.append(week)
     return found
@@ -94,7 +94,7 @@ def register_view(spark, storage: StorageRoot, partitions: RawPartitions, view: 
     ddl = ", ".join(f"{name} {sql_type}" for name, sql_type in columns.items())
     if partitions.present:
         frame = (
-            spark.read.option("basePath", storage.uri(partitions.table))
+            spark.read.option("basePath", storage.spark_uri(partitions.table, stage=False))
             .parquet(*partitions.present.values())
             .selectExpr(*(f"CAST({name} AS {sql_type}) AS {name}" for name, sql_type in columns.items()))
         )

@@ -182,7 +182,7 @@ def read_truth(storage: StorageRoot) -> pd.DataFrame | None:
     """The simulator's true conversion probabilities (instance, true_probability), when present."""
     if not storage.exists(TRUTH):
         return None
-    table = ds.dataset(storage.path(TRUTH), format="parquet", partitioning="hive").to_table(
+    table = ds.dataset(storage.local_folder(TRUTH), format="parquet", partitioning="hive").to_table(
         columns=["instance", "true_probability"]
     )
     return table.to_pandas()

@@ -43,6 +43,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -649,6 +650,13 @@ def _write_weeks(
     return tuple(keys)
 
 
+def _write_tables(root: pathlib.Path, tables: dict[str, pa.Table]) -> dict[str, tuple[str, ...]]:
+    return {
+        rel: _write_weeks(root, rel, table, contract.PARTITION_DATE_COLUMN.get(rel, "eval_start_date"))
+        for rel, table in tables.items()
+    }
+
+
 def simulate(
     root: str | pathlib.Path,
     instances: int = 57_700,
@@ -668,16 +676,16 @@ def simulate(
         as_of = datetime.now(timezone.utc).date()
     elif isinstance(as_of, datetime):
         as_of = as_of.date()
-    if "://" in str(root):
-        raise ValueError(
-            f"simulate writes to a local folder, not {root!r}; copy the result to object storage"
-        )
-    root = pathlib.Path(root)
     tables, noise, info = _build_tables(instances, weeks, as_of, seed, label_window_days, MODEL)
-    week_keys = {}
-    for rel, table in tables.items():
-        date_column = contract.PARTITION_DATE_COLUMN.get(rel, "eval_start_date")
-        week_keys[rel] = _write_weeks(root, rel, table, date_column)
+    if str(root).startswith("s3://"):
+        # Written locally, then uploaded through the storage resource (one atomic PUT per file).
+        from resources.storage import StorageRoot
+
+        with tempfile.TemporaryDirectory(prefix="churn-simulate-") as staging:
+            week_keys = _write_tables(pathlib.Path(staging), tables)
+            StorageRoot(root=str(root)).upload_folder(staging)
+    else:
+        week_keys = _write_tables(pathlib.Path(root), tables)
     return SimulationSummary(
         root=str(root),
         as_of=as_of,

@@ -93,6 +93,17 @@ def register_raw_views(
     return missing
 
 
+def register_w1_views(spark, first_week: date, last_week: date) -> None:
+    """The temp views w1_cohort, w1_events and w1_features of cohorts first..last week.
+
+    Needs the raw views (`register_raw_views`). w1_cohort and w1_events are the one definition
+    of who is in a cohort and which raw rows count; w1_features and the report's w1_daily read them.
+    """
+    bounds = {"first_day": first_week.isoformat(), "end_day": (last_week + timedelta(days=7)).isoformat()}
+    for view in ("w1_cohort", "w1_events", "w1_features"):
+        spark.sql(read_sql(f"{view}.sql", **bounds)).createOrReplaceTempView(view)
+
+
 def compute_feature_table(
     spark,
     storage: StorageRoot,
@@ -107,7 +118,7 @@ def compute_feature_table(
     bounds = {"first_day": first_week.isoformat(), "end_day": end_day.isoformat()}
     labelled = "retained" in columns
     missing = register_raw_views(spark, storage, first_week, last_week, label_window_days if labelled else None)
-    spark.sql(read_sql("w1_features.sql", **bounds)).createOrReplaceTempView("w1_features")
+    register_w1_views(spark, first_week, last_week)
     rows = spark.sql(read_sql(query_file, label_window_days=label_window_days)).toPandas()
     rows = rows[list(columns)].sort_values(["eval_start_date", "instance"], kind="stable").reset_index(drop=True)
     exclusions = spark.sql(read_sql("usage_exclusions.sql", **bounds)).toPandas()

@@ -2,38 +2,16 @@
 -- one row per instance and day of week 1 with any usage (day_index 0 = the eval_start_date, .. 6).
 -- Read by the behaviour report (churn_assets/report.py, DAILY_COLUMNS) for activation over week 1.
 --
--- The cohort and w1_events CTEs are copied verbatim from w1_features.sql (same temp views
--- raw_instances and raw_usage_events, same exclusions, same de-duplication), so these days add
--- up exactly to the contract's features: summed over the days, new_users = w1_active_users,
--- active_users = w1_agg_active_users (and its daily max = w1_max_active_users), and each count
--- column = the feature of the same name. tests/test_report.py checks that the two files agree.
+-- It reads the same temp views as w1_features.sql, w1_cohort and w1_events (same exclusions, same
+-- de-duplication), so these days add up exactly to the contract's features: summed over the days,
+-- new_users = w1_active_users, active_users = w1_agg_active_users (and its daily max =
+-- w1_max_active_users), and each count column = the feature of the same name
+-- (tests/test_report.py).
 --
 -- active_users: distinct users active that day; new_users: users whose first week-1 activity is
 -- that day (their running total is the distinct users active so far, for activation rules).
 -- Days without usage have no row: they count as zero.
-WITH cohort AS (
-    SELECT instance, MIN(eval_start_date) AS eval_start_date
-    FROM raw_instances
-    WHERE instance IS NOT NULL AND eval_start_date IS NOT NULL
-    GROUP BY instance
-    HAVING MIN(eval_start_date) >= DATE '{first_day}' AND MIN(eval_start_date) < DATE '{end_day}'
-),
-w1_events AS (
-    SELECT e.instance, e.user_id, e.event_date, e.event_type, e.platform,
-           MAX(e.event_count) AS event_count
-    FROM raw_usage_events e
-    JOIN cohort c ON e.instance = c.instance
-    WHERE e.event_date >= c.eval_start_date
-      AND e.event_date < date_add(c.eval_start_date, 7)
-      AND e.event_type IN ('project_created', 'issue_created', 'user_invited', 'issue_updated',
-                           'issue_commented', 'issue_assigned', 'user_mentioned', 'issue_viewed',
-                           'issue_completed', 'watcher_added', 'sprint_started', 'sprint_finished')
-      AND e.user_id IS NOT NULL
-      AND e.platform IS NOT NULL
-      AND e.event_count >= 1
-    GROUP BY e.instance, e.user_id, e.event_date, e.event_type, e.platform
-),
-user_first_days AS (
+WITH user_first_days AS (
     SELECT instance, user_id, MIN(event_date) AS first_date
     FROM w1_events
     GROUP BY instance, user_id
@@ -80,6 +58,6 @@ SELECT d.instance,
        CAST(d.sprint_started AS INT)              AS sprint_started,
        CAST(d.sprint_finished AS INT)             AS sprint_finished
 FROM daily d
-JOIN cohort c ON c.instance = d.instance
+JOIN w1_cohort c ON c.instance = d.instance
 LEFT JOIN new_users n ON n.instance = d.instance AND n.event_date = d.event_date
 ORDER BY d.instance, day_index

@@ -3,34 +3,9 @@
 -- instances_w1.sql (scoring) both select from the view this query is registered as (w1_features),
 -- so training and scoring features can never diverge.
 --
--- Reads the temp views raw_instances and raw_usage_events (see churn_assets/features.py).
--- Excluded by definition (and counted by usage_exclusions.sql): unknown event types, events before
--- the evaluation started or after day 6, events of unknown instances, rows with nulls or a
--- non-positive event_count. Duplicated rows (same instance, user, day, event type and platform)
--- count once, with the largest event_count: a re-delivered daily aggregate supersedes, never adds.
-WITH cohort AS (
-    SELECT instance, MIN(eval_start_date) AS eval_start_date
-    FROM raw_instances
-    WHERE instance IS NOT NULL AND eval_start_date IS NOT NULL
-    GROUP BY instance
-    HAVING MIN(eval_start_date) >= DATE '{first_day}' AND MIN(eval_start_date) < DATE '{end_day}'
-),
-w1_events AS (
-    SELECT e.instance, e.user_id, e.event_date, e.event_type, e.platform,
-           MAX(e.event_count) AS event_count
-    FROM raw_usage_events e
-    JOIN cohort c ON e.instance = c.instance
-    WHERE e.event_date >= c.eval_start_date
-      AND e.event_date < date_add(c.eval_start_date, 7)
-      AND e.event_type IN ('project_created', 'issue_created', 'user_invited', 'issue_updated',
-                           'issue_commented', 'issue_assigned', 'user_mentioned', 'issue_viewed',
-                           'issue_completed', 'watcher_added', 'sprint_started', 'sprint_finished')
-      AND e.user_id IS NOT NULL
-      AND e.platform IS NOT NULL
-      AND e.event_count >= 1
-    GROUP BY e.instance, e.user_id, e.event_date, e.event_type, e.platform
-),
-event_sums AS (
+-- Reads the temp views w1_cohort (sql/w1_cohort.sql: who) and w1_events (sql/w1_events.sql: which
+-- raw rows count), registered by churn_assets/features.py register_w1_views.
+WITH event_sums AS (
     SELECT instance,
            SUM(CASE WHEN event_type = 'project_created' THEN event_count ELSE 0 END) AS number_of_projects,
            SUM(CASE WHEN event_type = 'issue_created'   THEN event_count ELSE 0 END) AS number_of_issues,
@@ -80,6 +55,6 @@ SELECT c.instance,
        CAST(COALESCE(s.mobile_usage, 0) AS INT)        AS mobile_usage,
        CAST(COALESCE(s.sprint_started, 0) AS INT)      AS sprint_started,
        CAST(COALESCE(s.sprint_finished, 0) AS INT)     AS sprint_finished
-FROM cohort c
+FROM w1_cohort c
 LEFT JOIN event_sums s ON s.instance = c.instance
 LEFT JOIN daily_sums d ON d.instance = c.instance

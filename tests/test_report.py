@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from churn_assets.contract import FEATURE_COLUMNS, INSTANCES_MODELING_COLUMNS
-from churn_assets.features import read_sql, register_raw_views
+from churn_assets.features import read_sql, register_raw_views, register_w1_views
 from churn_assets.ml.model import TALK_XGB_PARAMS, train_xgboost
 from churn_assets.ml.preprocessing import Preprocessor
 from churn_assets.report import (
@@ -281,14 +281,10 @@ def test_summary_states_the_hand_built_findings():
 # sql/w1_daily.sql
 
 
-def shared_ctes(sql: str) -> str:
-    return sql[sql.index("WITH cohort AS ("):sql.index("\n),\n", sql.index("w1_events AS ("))]
-
-
-def test_daily_sql_uses_the_feature_sqls_cohort_and_week_1_events_verbatim():
+def test_daily_sql_reads_the_same_cohort_and_week_1_events_as_the_features():
     daily, features = read_sql("w1_daily.sql"), read_sql("w1_features.sql")
-    assert "w1_events AS (" in shared_ctes(daily)
-    assert shared_ctes(daily) == shared_ctes(features)
+    for sql in (daily, features):
+        assert "FROM w1_events" in sql and "w1_cohort c" in sql and "raw_usage_events" not in sql
     for column in DAILY_COLUMNS:
         assert f"AS {column}" in daily or column == "instance"
 
@@ -298,10 +294,10 @@ def test_daily_sql_exact_rows_that_add_up_to_the_features(spark, storage):
 
     build_raw(storage.base)
     register_raw_views(spark, storage, date(2026, 9, 7), date(2026, 9, 14), None)
-    bounds = {"first_day": "2026-09-07", "end_day": "2026-09-21"}
+    register_w1_views(spark, date(2026, 9, 7), date(2026, 9, 14))
 
-    daily = spark.sql(read_sql("w1_daily.sql", **bounds)).toPandas()
-    features = spark.sql(read_sql("w1_features.sql", **bounds)).toPandas()
+    daily = spark.sql(read_sql("w1_daily.sql")).toPandas()
+    features = spark.sql("SELECT * FROM w1_features").toPandas()
 
     assert list(daily.columns) == list(DAILY_COLUMNS)
     got = {(r.instance, r.day_index): {k: v for k, v in r._asdict().items() if k not in ("Index", "instance", "day_index") and v}

@@ -10,7 +10,6 @@ the charts) and report.json (every number); the charts are also shown in the Dag
 import base64
 import math
 import time
-from datetime import timedelta
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
@@ -18,7 +17,7 @@ from dagster_pyspark import LazyPySparkResource
 from churn_assets.assets.ml import churn_model, training_rows, training_window
 from churn_assets.assets.raw import OWNER
 from churn_assets.assets.tables import instances_modeling
-from churn_assets.features import read_sql, register_raw_views
+from churn_assets.features import read_sql, register_raw_views, register_w1_views
 from churn_assets.ml.model import cohort_week_keys
 from churn_assets.partitions import labelled_weeks
 from churn_assets.registry import MissingArtefact, read_model
@@ -54,8 +53,8 @@ def daily_usage(spark, storage: StorageRoot, frame):
     weeks = sorted(set(cohort_week_keys(frame)))
     first_week, last_week = parse_week(weeks[0]), parse_week(weeks[-1])
     missing = register_raw_views(spark, storage, first_week, last_week, label_window_days=None)
-    bounds = {"first_day": first_week.isoformat(), "end_day": (last_week + timedelta(days=7)).isoformat()}
-    daily = spark.sql(read_sql("w1_daily.sql", **bounds)).toPandas()
+    register_w1_views(spark, first_week, last_week)
+    daily = spark.sql(read_sql("w1_daily.sql")).toPandas()
     daily = daily[daily["instance"].isin(frame["instance"])].reset_index(drop=True)
     return daily[list(DAILY_COLUMNS)], missing
 

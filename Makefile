@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export CHURN_DATA_ROOT ?= $(CURDIR)/data
 
-.PHONY: install demo test test-fast dev validate clean
+.PHONY: install demo test test-fast dev validate clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 validate: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	CHURN_ENV=local $(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+# The benchmark suite (BENCHMARKS.md): prints a table, writes bench/results.json. ARGS=--quick for
+# a smoke run; ARGS="--repeats 5 --scales 1,4" etc.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .dagster_home data

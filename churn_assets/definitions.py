@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from churn_assets.assets.catalog import athena_tables
 from churn_assets.assets.ml import churn_model, model_evaluation, model_gate_passed, predictions, preprocessor
 from churn_assets.assets.raw import RAW_ASSETS
 from churn_assets.assets.report import REPORT_ASSETS
@@ -28,6 +29,7 @@ def build_definitions() -> dg.Definitions:
             model_evaluation,
             predictions,
             *REPORT_ASSETS,
+            athena_tables,
         ]),
         asset_checks=[model_gate_passed, *ASSET_CHECKS, *FRESHNESS_CHECKS],
         jobs=JOBS,

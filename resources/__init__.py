@@ -13,7 +13,7 @@ import os
 import dagster as dg
 
 from resources.spark import spark_config, spark_resource
-from resources.storage import StorageRoot
+from resources.storage import S3_SCHEME, StorageRoot
 
 ENVIRONMENTS = ("local", "test", "prod")
 DEFAULT_LOCAL_ROOT = "data"
@@ -34,16 +34,58 @@ def resources_for_environment(env: str | None = None) -> dict[str, object]:
         storage = StorageRoot(root=dg.EnvVar("CHURN_DATA_ROOT"))
     else:
         storage = StorageRoot(root=os.environ.get("CHURN_DATA_ROOT", DEFAULT_LOCAL_ROOT))
-    return {
+    resources: dict[str, object] = {
         "storage": storage,
         "spark": spark_resource(
             master=os.environ.get("CHURN_SPARK_MASTER") or None,
             remote=os.environ.get("CHURN_SPARK_REMOTE") or None,
         ),
-        # Assets persist what matters under the storage root themselves; between steps of one
-        # in-process run values may live in memory.
-        "io_manager": dg.InMemoryIOManager(),
+        "io_manager": io_manager_for(os.environ.get("CHURN_DATA_ROOT", "")),
     }
+    resources["catalog"] = table_catalog_for(env, resources["spark"])
+    return resources
 
 
-__all__ = ["StorageRoot", "current_environment", "resources_for_environment", "spark_config", "spark_resource"]
+def io_manager_for(root: str) -> dg.ConfigurableIOManager | dg.IOManager:
+    """Dagster's own IO: beside the data in S3, in memory locally.
+
+    Assets persist what matters under the storage root themselves (no pickle there); the IO
+    manager only carries values between steps, which a run in S3 keeps in S3 so that a step
+    retried in another process finds them.
+    """
+    if root.startswith(S3_SCHEME):
+        from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
+        bucket, _, prefix = root[len(S3_SCHEME):].partition("/")
+        return S3PickleIOManager(
+            s3_resource=S3Resource(), s3_bucket=bucket, s3_prefix="/".join(p for p in (prefix.strip("/"), "dagster_io") if p)
+        )
+    return dg.InMemoryIOManager()
+
+
+def table_catalog_for(env: str, spark: object) -> object:
+    """Where `athena_tables` registers the output tables: Athena in prod, Spark SQL elsewhere.
+
+    Athena: dagster-aws's AthenaClientResource on workgroup CHURN_ATHENA_WORKGROUP (default
+    `primary`); query results go to CHURN_ATHENA_OUTPUT_LOCATION (s3://...) when set, else to the
+    workgroup's own result location. Region and credentials come from the standard AWS environment.
+    Both name the database CHURN_CATALOG_DATABASE (default `churn`).
+    """
+    from churn_assets.assets.catalog import DEFAULT_DATABASE, AthenaTableCatalog, SparkTableCatalog
+
+    database = os.environ.get("CHURN_CATALOG_DATABASE") or DEFAULT_DATABASE
+    if env != "prod":
+        return SparkTableCatalog(database=database, spark=spark)
+    from dagster_aws.athena import AthenaClientResource
+
+    def from_env(name: str, default: str | None) -> object:
+        return dg.EnvVar(name) if os.environ.get(name) else default
+
+    return AthenaTableCatalog(
+        database=database,
+        athena=AthenaClientResource(workgroup=from_env("CHURN_ATHENA_WORKGROUP", "primary")),
+        output_location=from_env("CHURN_ATHENA_OUTPUT_LOCATION", None),
+    )
+
+
+__all__ = ["StorageRoot", "current_environment", "resources_for_environment", "table_catalog_for", "spark_config", "spark_resource"]

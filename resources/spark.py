@@ -7,7 +7,9 @@ The session is created lazily (the JVM starts only in steps that use Spark) and 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
 
@@ -45,8 +47,45 @@ def spark_config(master: str | None = None, remote: str | None = None, cores: in
         return {"spark.remote": remote, "spark.sql.shuffle.partitions": config["spark.sql.shuffle.partitions"],
                 "spark.sql.session.timeZone": "UTC"}
     config["spark.master"] = master or f"local[{cores}]"
+    if master and not master.startswith("local"):
+        # A cluster's executors start their own Python workers (e.g. for `createDataFrame` of
+        # local rows): the interpreter with this project's packages, at the same path on every
+        # host (PYSPARK_PYTHON overrides it where the executors' image differs).
+        config["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON") or sys.executable
     return config
 
 
-def spark_resource(master: str | None = None, remote: str | None = None) -> LazyPySparkResource:
-    return LazyPySparkResource(spark_config=spark_config(master=master, remote=remote))
+def connect_session(spark_config: dict[str, Any]):
+    """A Spark Connect session on `spark_config["spark.remote"]`, the other settings applied to it.
+
+    Opened with the Connect client's own builder, not `pyspark.sql.SparkSession.builder`: the
+    classic builder refuses a remote session while a classic SparkContext is alive in the process
+    (SESSION_ALREADY_EXIST) and sets SPARK_CONNECT_MODE_ENABLED for the whole process, which turns
+    every later classic `getOrCreate` into a Connect one.
+    """
+    from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
+
+    settings = {k: str(v) for k, v in spark_config.items() if k not in ("spark.remote", "spark.master")}
+    return RemoteSparkSession.builder.remote(spark_config["spark.remote"]).config(map=settings).getOrCreate()
+
+
+class ChurnSparkResource(LazyPySparkResource):
+    """LazyPySparkResource that also opens Spark Connect sessions (`spark.remote` in the config).
+
+    Local mode and `spark://` masters go through dagster_pyspark unchanged. Under Spark Connect
+    `spark_session` is a `pyspark.sql.connect` session: the DataFrame and SQL API only, no
+    `sparkContext` (nothing in churn_assets uses it).
+    """
+
+    @classmethod
+    def _is_dagster_maintained(cls) -> bool:
+        return False
+
+    def _init_session(self) -> None:
+        if self._spark_session is None and self.spark_config.get("spark.remote"):
+            self._spark_session = connect_session(self.spark_config)
+        super()._init_session()
+
+
+def spark_resource(master: str | None = None, remote: str | None = None) -> ChurnSparkResource:
+    return ChurnSparkResource(spark_config=spark_config(master=master, remote=remote))

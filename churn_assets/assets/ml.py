@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 
 import dagster as dg
+from dagster_pyspark import LazyPySparkResource
 
 from churn_assets.assets.raw import OWNER
 from churn_assets.assets.tables import instances_modeling, instances_w1
@@ -20,6 +21,12 @@ from churn_assets.ml.preprocessing import Preprocessor
 from churn_assets.ml.explain import converter_reference
 from churn_assets.ml.scoring import score_with_reasons
 from churn_assets.ml.segments import SAVE_LIST_DIR, SegmentConfig, save_list
+from churn_assets.ml.spark_training import (
+    TRAINER_PANDAS,
+    TRAINER_SPARK,
+    train_churn_model_on_spark,
+    use_spark_training,
+)
 from churn_assets.partitions import cohort_weeks, labelled_weeks
 from churn_assets.registry import (
     MissingArtefact,
@@ -129,17 +136,25 @@ class ChurnModelConfig(dg.Config):
         "features, parameters, library versions, decision threshold, metrics)."
     ),
 )
-def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, storage: StorageRoot) -> dg.MaterializeResult:
+def churn_model(
+    context: dg.AssetExecutionContext, config: ChurnModelConfig, storage: StorageRoot, spark: LazyPySparkResource
+) -> dg.MaterializeResult:
     frame, missing = training_rows(context, storage)
     fitted = read_preprocessor(storage, context.partition_key)
     started = time.perf_counter()
-    trained = train_churn_model(
-        frame,
+    recipe = dict(
         model_version=context.partition_key,
         params=config.xgb_params(),
         threshold_folds=config.threshold_folds,
         preprocessor=fitted,
     )
+    # Above CHURN_SPARK_TRAINING_MIN_ROWS rows the boosting runs on Spark (ml/spark_training.py);
+    # the JVM starts only then (the resource is lazy).
+    distributed = use_spark_training(len(frame))
+    if distributed:
+        trained = train_churn_model_on_spark(spark.spark_session, frame, **recipe)
+    else:
+        trained = train_churn_model(frame, **recipe)
     card = write_model(storage, context.partition_key, trained, converter_reference(frame))
     seconds = time.perf_counter() - started
     in_sample = next(iter(card.metrics.values()))
@@ -153,6 +168,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, sto
             "threshold_rule": card.threshold_rule,
             "roc_auc_out_of_fold": round(in_sample["roc_auc"], 4),
             "train_seconds": round(seconds, 1),
+            "trainer": TRAINER_SPARK if distributed else TRAINER_PANDAS,
             "missing_training_weeks": missing or "none",
         }
     )

@@ -50,6 +50,7 @@ MODEL_CARD_FORMAT = "churn_assets.model_card"
 MODEL_CARD_FORMAT_VERSION = 1
 THRESHOLD_RULE_OUT_OF_FOLD = "max_f1_out_of_fold"
 THRESHOLD_RULE_IN_SAMPLE = "max_f1_in_sample"
+THRESHOLD_RULE_HELD_OUT = "max_f1_held_out"  # distributed training (ml/spark_training.py)
 
 Model = xgboost.Booster | xgboost.XGBClassifier
 
@@ -74,6 +75,14 @@ def train_xgboost(
 
 def as_booster(model: Model) -> xgboost.Booster:
     return model.get_booster() if isinstance(model, xgboost.XGBClassifier) else model
+
+
+def classifier_from_booster(booster: xgboost.Booster) -> xgboost.XGBClassifier:
+    """An XGBClassifier around a booster trained elsewhere (e.g. by xgboost.spark), through the
+    booster's own UBJSON bytes, so it saves, loads and predicts like one trained here."""
+    classifier = xgboost.XGBClassifier()
+    classifier.load_model(bytearray(booster.save_raw(raw_format="ubj")))
+    return classifier
 
 
 def model_to_bytes(model: Model, model_format: str = "ubj") -> bytes:

@@ -1,9 +1,10 @@
 -- The talk's training-table DDL, templated by schema and location ({marketing_schema}, {location}).
 -- It reads every cohort-week CSV that instances_modeling wrote under the location as one table.
+-- `instance` is BIGINT, the contract's int64: the talk's INT turns ids above 2^31 - 1 into NULL.
 CREATE DATABASE IF NOT EXISTS {marketing_schema};
 DROP TABLE IF EXISTS {marketing_schema}.instances_modeling;
 CREATE EXTERNAL TABLE {marketing_schema}.instances_modeling (
-  instance             INT
+  instance             BIGINT
   ,eval_start_date     STRING
   ,retained            INT
   ,number_of_projects  INT

@@ -2,7 +2,7 @@
 -- schema and location ({marketing_schema}, {location}). It reads every cohort-week CSV that
 -- instances_w1 wrote under the location as one table (not partitioned: a new week's file is in
 -- the table as soon as it lands, with no partition to add).
--- `instance` is BIGINT (the contract's int64; the talk declared INT).
+-- `instance` is BIGINT, the contract's int64 (the talk declared INT).
 CREATE DATABASE IF NOT EXISTS {marketing_schema};
 DROP TABLE IF EXISTS {marketing_schema}.instances_w1;
 CREATE EXTERNAL TABLE {marketing_schema}.instances_w1 (

@@ -4,6 +4,9 @@ CHURN_ENV selects the environment (read when the definitions load, not at import
 - `local` (default): storage root ./data (or CHURN_DATA_ROOT), Spark in local mode;
 - `test`: the same, for the test suite, with CHURN_DATA_ROOT pointing at a temporary folder;
 - `prod`: CHURN_DATA_ROOT is required; Spark on CHURN_SPARK_MASTER or CHURN_SPARK_REMOTE.
+
+In every environment, CHURN_EMR_SERVERLESS_APPLICATION_ID moves the feature tables' Spark onto
+EMR Serverless (`emr_serverless_for_environment`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 
 import dagster as dg
 
+from resources.emr_serverless import EMRServerlessFeatureJobs
 from resources.spark import spark_config, spark_resource
 from resources.storage import S3_SCHEME, StorageRoot
 
@@ -41,6 +45,7 @@ def resources_for_environment(env: str | None = None) -> dict[str, object]:
             remote=os.environ.get("CHURN_SPARK_REMOTE") or None,
         ),
         "io_manager": io_manager_for(os.environ.get("CHURN_DATA_ROOT", "")),
+        "emr_serverless": emr_serverless_for_environment(),
     }
     resources["catalog"] = table_catalog_for(env, resources["spark"])
     return resources
@@ -61,6 +66,37 @@ def io_manager_for(root: str) -> dg.ConfigurableIOManager | dg.IOManager:
             s3_resource=S3Resource(), s3_bucket=bucket, s3_prefix="/".join(p for p in (prefix.strip("/"), "dagster_io") if p)
         )
     return dg.InMemoryIOManager()
+
+
+def emr_serverless_for_environment() -> EMRServerlessFeatureJobs:
+    """The EMR Serverless application of the feature tables, or none (Spark in process).
+
+    CHURN_EMR_SERVERLESS_APPLICATION_ID switches it on and then needs
+    CHURN_EMR_SERVERLESS_EXECUTION_ROLE_ARN (the role the job runs as: no credential is passed) and
+    CHURN_EMR_SERVERLESS_ENTRY_POINT (s3:// URI of churn_assets/emr_job.py), and the storage root
+    in S3, where the job reads and writes. Optional: CHURN_EMR_SERVERLESS_ARCHIVES (the venv
+    archive, `s3://.../venv.tar.gz#environment`) and CHURN_EMR_SERVERLESS_SPARK_PARAMS (more
+    sparkSubmitParameters). Region and the Dagster side's credentials: the standard AWS environment.
+    """
+    if not os.environ.get("CHURN_EMR_SERVERLESS_APPLICATION_ID"):
+        return EMRServerlessFeatureJobs()
+    required = ("CHURN_EMR_SERVERLESS_EXECUTION_ROLE_ARN", "CHURN_EMR_SERVERLESS_ENTRY_POINT")
+    missing = [name for name in required if not os.environ.get(name)]
+    if missing:
+        raise ValueError(f"CHURN_EMR_SERVERLESS_APPLICATION_ID is set: set {' and '.join(missing)} too")
+    if not os.environ.get("CHURN_DATA_ROOT", "").startswith(S3_SCHEME):
+        raise ValueError("CHURN_EMR_SERVERLESS_APPLICATION_ID needs CHURN_DATA_ROOT in S3 (s3://bucket/prefix)")
+
+    def from_env(name: str) -> object:
+        return dg.EnvVar(name) if os.environ.get(name) else None
+
+    return EMRServerlessFeatureJobs(
+        application_id=dg.EnvVar("CHURN_EMR_SERVERLESS_APPLICATION_ID"),
+        execution_role_arn=dg.EnvVar("CHURN_EMR_SERVERLESS_EXECUTION_ROLE_ARN"),
+        entry_point=dg.EnvVar("CHURN_EMR_SERVERLESS_ENTRY_POINT"),
+        archives=from_env("CHURN_EMR_SERVERLESS_ARCHIVES"),
+        spark_submit_parameters=from_env("CHURN_EMR_SERVERLESS_SPARK_PARAMS"),
+    )
 
 
 def table_catalog_for(env: str, spark: object) -> object:
@@ -88,4 +124,13 @@ def table_catalog_for(env: str, spark: object) -> object:
     )
 
 
-__all__ = ["StorageRoot", "current_environment", "resources_for_environment", "table_catalog_for", "spark_config", "spark_resource"]
+__all__ = [
+    "EMRServerlessFeatureJobs",
+    "StorageRoot",
+    "current_environment",
+    "emr_serverless_for_environment",
+    "resources_for_environment",
+    "table_catalog_for",
+    "spark_config",
+    "spark_resource",
+]

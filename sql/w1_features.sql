@@ -5,8 +5,15 @@
 --
 -- Reads the temp views w1_cohort (sql/w1_cohort.sql: who) and w1_events (sql/w1_events.sql: which
 -- raw rows count), registered by churn_assets/features.py register_w1_views.
-WITH event_sums AS (
-    SELECT instance,
+--
+-- One pass, no shuffle of its own: w1_events arrives hash-partitioned by instance, and every
+-- grouping below has instance among its keys, so Spark aggregates in place. The daily active-user
+-- features come from user_days (one row per instance, user and day with activity):
+--   w1_agg_active_users = sum over days of that day's distinct users = the number of user-days;
+--   w1_max_active_users = max over days of that day's user-days;
+--   w1_active_users     = distinct users over the user-days.
+WITH user_days AS (
+    SELECT instance, event_date, user_id,
            SUM(CASE WHEN event_type = 'project_created' THEN event_count ELSE 0 END) AS number_of_projects,
            SUM(CASE WHEN event_type = 'issue_created'   THEN event_count ELSE 0 END) AS number_of_issues,
            SUM(CASE WHEN event_type = 'user_invited'    THEN event_count ELSE 0 END) AS number_of_invites,
@@ -19,21 +26,33 @@ WITH event_sums AS (
            SUM(CASE WHEN event_type = 'issue_completed' THEN event_count ELSE 0 END) AS issues_completed,
            SUM(CASE WHEN platform = 'mobile'            THEN event_count ELSE 0 END) AS mobile_usage,
            SUM(CASE WHEN event_type = 'sprint_started'  THEN event_count ELSE 0 END) AS sprint_started,
-           SUM(CASE WHEN event_type = 'sprint_finished' THEN event_count ELSE 0 END) AS sprint_finished,
-           COUNT(DISTINCT user_id) AS w1_active_users
+           SUM(CASE WHEN event_type = 'sprint_finished' THEN event_count ELSE 0 END) AS sprint_finished
     FROM w1_events
-    GROUP BY instance
+    GROUP BY instance, event_date, user_id
 ),
-daily_active_users AS (
-    SELECT instance, event_date, COUNT(DISTINCT user_id) AS active_users
-    FROM w1_events
-    GROUP BY instance, event_date
+user_days_counted AS (
+    SELECT *, COUNT(*) OVER (PARTITION BY instance, event_date) AS users_that_day
+    FROM user_days
 ),
-daily_sums AS (
+instance_sums AS (
     SELECT instance,
-           SUM(active_users) AS w1_agg_active_users,
-           MAX(active_users) AS w1_max_active_users
-    FROM daily_active_users
+           SUM(number_of_projects) AS number_of_projects,
+           SUM(number_of_issues)   AS number_of_issues,
+           SUM(number_of_invites)  AS number_of_invites,
+           COUNT(DISTINCT user_id) AS w1_active_users,
+           COUNT(*)                AS w1_agg_active_users,
+           MAX(users_that_day)     AS w1_max_active_users,
+           SUM(watchers_added)     AS watchers_added,
+           SUM(issues_updated)     AS issues_updated,
+           SUM(issues_commented)   AS issues_commented,
+           SUM(issues_assigned)    AS issues_assigned,
+           SUM(at_mentions)        AS at_mentions,
+           SUM(issues_viewed)      AS issues_viewed,
+           SUM(issues_completed)   AS issues_completed,
+           SUM(mobile_usage)       AS mobile_usage,
+           SUM(sprint_started)     AS sprint_started,
+           SUM(sprint_finished)    AS sprint_finished
+    FROM user_days_counted
     GROUP BY instance
 )
 -- An evaluator with no week-1 events has all-zero features; it is never dropped.
@@ -43,8 +62,8 @@ SELECT c.instance,
        CAST(COALESCE(s.number_of_issues, 0) AS INT)    AS number_of_issues,
        CAST(COALESCE(s.number_of_invites, 0) AS INT)   AS number_of_invites,
        CAST(COALESCE(s.w1_active_users, 0) AS INT)     AS w1_active_users,
-       CAST(COALESCE(d.w1_agg_active_users, 0) AS INT) AS w1_agg_active_users,
-       CAST(COALESCE(d.w1_max_active_users, 0) AS INT) AS w1_max_active_users,
+       CAST(COALESCE(s.w1_agg_active_users, 0) AS INT) AS w1_agg_active_users,
+       CAST(COALESCE(s.w1_max_active_users, 0) AS INT) AS w1_max_active_users,
        CAST(COALESCE(s.watchers_added, 0) AS INT)      AS watchers_added,
        CAST(COALESCE(s.issues_updated, 0) AS INT)      AS issues_updated,
        CAST(COALESCE(s.issues_commented, 0) AS INT)    AS issues_commented,
@@ -56,5 +75,4 @@ SELECT c.instance,
        CAST(COALESCE(s.sprint_started, 0) AS INT)      AS sprint_started,
        CAST(COALESCE(s.sprint_finished, 0) AS INT)     AS sprint_finished
 FROM w1_cohort c
-LEFT JOIN event_sums s ON s.instance = c.instance
-LEFT JOIN daily_sums d ON d.instance = c.instance
+LEFT JOIN instance_sums s ON s.instance = c.instance

@@ -8,6 +8,8 @@ import warnings
 import pytest
 
 os.environ.setdefault("CHURN_ENV", "test")
+# Step retries stay on (the assets' real policy) but without the production delay between tries.
+os.environ.setdefault("CHURN_STEP_RETRY_DELAY_SECONDS", "0")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="pyspark")
 
 
@@ -39,9 +41,15 @@ def resources(spark, storage):
     """Resources as the test environment binds them, on a fresh storage root."""
     import dagster as dg
 
+    from resources.emr_serverless import EMRServerlessFeatureJobs
     from resources.spark import spark_resource
 
-    return {"spark": spark_resource(), "storage": storage, "io_manager": dg.InMemoryIOManager()}
+    return {
+        "spark": spark_resource(),
+        "storage": storage,
+        "io_manager": dg.InMemoryIOManager(),
+        "emr_serverless": EMRServerlessFeatureJobs(),  # none: Spark in process
+    }
 
 
 @pytest.fixture(autouse=True)

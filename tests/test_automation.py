@@ -24,6 +24,7 @@ from churn_assets.assets.tables import instances_modeling, instances_w1
 from churn_assets.partitions import cohort_weeks, labelled_weeks
 from churn_assets.settings import SETTINGS
 from churn_assets.weeks import latest_labelled_week, week_key
+from resources.emr_serverless import EMRServerlessFeatureJobs
 from resources.spark import spark_resource
 from resources.storage import StorageRoot
 
@@ -59,6 +60,7 @@ def defs(tmp_path_factory) -> dg.Definitions:
             "spark": spark_resource(),  # lazy: no JVM unless an asset runs, and none does here
             "storage": StorageRoot(root=str(tmp_path_factory.mktemp("root"))),
             "io_manager": dg.InMemoryIOManager(),
+            "emr_serverless": EMRServerlessFeatureJobs(),
         },
     )
 

@@ -47,6 +47,7 @@ from churn_assets.quality import (
     population_stability_index,
     week1_complete,
 )
+from resources.emr_serverless import EMRServerlessFeatureJobs
 from resources.spark import spark_resource
 from tests.rawdata import conversion, event, instance, write_raw
 
@@ -532,7 +533,8 @@ def test_feature_drift_against_the_scoring_models_training_rows(storage):
     write_week_csv(storage, INSTANCES_W1_DIR, "2026-09-07", same)
     write_week_csv(storage, INSTANCES_W1_DIR, "2026-09-14", shifted)
     drift = check_named(INSTANCES_W1_CHECKS, "feature_drift")
-    resources = {"storage": storage, "spark": spark_resource()}  # lazy: no JVM starts
+    # lazy: no JVM starts
+    resources = {"storage": storage, "spark": spark_resource(), "emr_serverless": EMRServerlessFeatureJobs()}
 
     def drift_of(week):
         result = run_checks(instances_w1, INSTANCES_W1_CHECKS, week, resources, selection=dg.AssetSelection.checks(drift))
@@ -613,6 +615,7 @@ def materialized(tmp_path_factory, spark):
         "spark": spark_resource(),
         "storage": storage,
         "io_manager": dg.FilesystemIOManager(base_dir=str(base / "io")),
+        "emr_serverless": EMRServerlessFeatureJobs(),
     }
     results = {
         ("instances_modeling", week): dg.materialize(

@@ -49,13 +49,19 @@ def test_training_window_is_thirteen_weeks_ending_at_the_partition():
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory, spark):
+    from resources.emr_serverless import EMRServerlessFeatureJobs
     from resources.spark import spark_resource
     from resources.storage import StorageRoot
 
     root = tmp_path_factory.mktemp("ml") / "root"
     simulate(root, instances=3000, weeks=6, as_of=AS_OF, seed=5)
     storage = StorageRoot(root=str(root))
-    resources = {"spark": spark_resource(), "storage": storage, "io_manager": dg.InMemoryIOManager()}
+    resources = {
+        "spark": spark_resource(),
+        "storage": storage,
+        "io_manager": dg.InMemoryIOManager(),
+        "emr_serverless": EMRServerlessFeatureJobs(),
+    }
     assert dg.materialize([instances_modeling], resources=resources, tags=range_tags("2026-09-14", "2026-10-19")).success
     assert dg.materialize([instances_w1], resources=resources, tags=range_tags("2026-09-14", "2026-11-30")).success
     return storage, resources

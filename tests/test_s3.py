@@ -24,6 +24,7 @@ from churn_assets.contract import (
     RAW_INSTANCES,
 )
 from churn_assets.raw_tables import ContractViolation, find_partitions
+from churn_assets.settings import SETTINGS
 from resources.storage import StorageError, StorageRoot
 from tests import rawdata
 from tests.s3server import FaultyProxy, MotoServer
@@ -228,9 +229,14 @@ def test_a_server_gone_mid_run_fails_clearly_and_leaves_no_partial_output(graph_
                   "dagster/asset_partition_range_end": written_weeks[-1]},
         )
     assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    message = failure.step_failure_data.error.to_string()  # the step's error and its causes
+    # The first try fails on the third table PUT; Dagster re-runs the step (the assets' retry
+    # policy), which fails at its first request to the server that is gone; then the run stops.
+    [first, *retried] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    message = first.event_specific_data.error.to_string()  # the step's error and its causes
     assert f"S3 put_object s3://{bucket}/prod/{INSTANCES_MODELING_DIR}/" in message and "failed after 2 attempt(s)" in message
+    assert len(retried) == SETTINGS.step_retries - 1
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert f"S3 list_objects_v2 s3://{bucket}/prod/raw/" in failure.step_failure_data.error.to_string()
     # Every table file under a final key is whole: byte for byte what the complete run wrote.
     reference = s3.keys(done_bucket, f"prod/{INSTANCES_MODELING_DIR}/")
     landed = s3.keys(bucket, f"prod/{INSTANCES_MODELING_DIR}/")

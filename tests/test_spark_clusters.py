@@ -70,12 +70,14 @@ def compute_and_write(spark_resource_, raw: Path, out: Path) -> None:
     import dagster as dg
 
     import churn_assets.assets.tables as tables_module
+    import churn_assets.feature_build as feature_build
+    from resources.emr_serverless import EMRServerlessFeatureJobs
     from resources.storage import StorageRoot
 
     (out / "frames").mkdir(parents=True, exist_ok=True)
     shutil.copytree(raw / "raw", out / "root" / "raw")
     storage = StorageRoot(root=str(out / "root"))
-    compute = tables_module.compute_feature_table
+    compute = feature_build.compute_feature_table
 
     def recording(*args, **kwargs):
         result = compute(*args, **kwargs)
@@ -85,8 +87,13 @@ def compute_and_write(spark_resource_, raw: Path, out: Path) -> None:
             frame.to_parquet(out / "frames" / f"{result.table}.{part}.parquet")
         return result
 
-    resources = {"spark": spark_resource_, "storage": storage, "io_manager": dg.InMemoryIOManager()}
-    with mock.patch.object(tables_module, "compute_feature_table", recording):
+    resources = {
+        "spark": spark_resource_,
+        "storage": storage,
+        "io_manager": dg.InMemoryIOManager(),
+        "emr_serverless": EMRServerlessFeatureJobs(),
+    }
+    with mock.patch.object(feature_build, "compute_feature_table", recording):
         for asset in (tables_module.instances_modeling, tables_module.instances_w1):
             first, last = TABLES[asset.key.to_user_string()]
             assert dg.materialize([asset], resources=resources, tags=range_tags(first, last)).success

@@ -2,7 +2,8 @@
 -- and w1_events views inlined as CTEs), for the benchmark only (DuckDB is a reference, not a
 -- runtime dependency). Same views (raw_instances, raw_usage_events, registered by
 -- bench/duckdb_features.py from the same Parquet files with the contract's types), same logic.
--- Spark -> DuckDB: date_add(d, 7) -> d + 7 (DATE + INTEGER is a DATE in DuckDB).
+-- Spark -> DuckDB: date_add(d, 7) -> d + 7 (DATE + INTEGER is a DATE in DuckDB); INT -> INTEGER;
+-- Spark's REPARTITION hint has no DuckDB counterpart (DuckDB plans its own parallelism).
 WITH cohort AS (
     SELECT instance, MIN(eval_start_date) AS eval_start_date
     FROM raw_instances
@@ -25,8 +26,8 @@ w1_events AS (
       AND e.event_count >= 1
     GROUP BY e.instance, e.user_id, e.event_date, e.event_type, e.platform
 ),
-event_sums AS (
-    SELECT instance,
+user_days AS (
+    SELECT instance, event_date, user_id,
            SUM(CASE WHEN event_type = 'project_created' THEN event_count ELSE 0 END) AS number_of_projects,
            SUM(CASE WHEN event_type = 'issue_created'   THEN event_count ELSE 0 END) AS number_of_issues,
            SUM(CASE WHEN event_type = 'user_invited'    THEN event_count ELSE 0 END) AS number_of_invites,
@@ -39,21 +40,33 @@ event_sums AS (
            SUM(CASE WHEN event_type = 'issue_completed' THEN event_count ELSE 0 END) AS issues_completed,
            SUM(CASE WHEN platform = 'mobile'            THEN event_count ELSE 0 END) AS mobile_usage,
            SUM(CASE WHEN event_type = 'sprint_started'  THEN event_count ELSE 0 END) AS sprint_started,
-           SUM(CASE WHEN event_type = 'sprint_finished' THEN event_count ELSE 0 END) AS sprint_finished,
-           COUNT(DISTINCT user_id) AS w1_active_users
+           SUM(CASE WHEN event_type = 'sprint_finished' THEN event_count ELSE 0 END) AS sprint_finished
     FROM w1_events
-    GROUP BY instance
+    GROUP BY instance, event_date, user_id
 ),
-daily_active_users AS (
-    SELECT instance, event_date, COUNT(DISTINCT user_id) AS active_users
-    FROM w1_events
-    GROUP BY instance, event_date
+user_days_counted AS (
+    SELECT *, COUNT(*) OVER (PARTITION BY instance, event_date) AS users_that_day
+    FROM user_days
 ),
-daily_sums AS (
+instance_sums AS (
     SELECT instance,
-           SUM(active_users) AS w1_agg_active_users,
-           MAX(active_users) AS w1_max_active_users
-    FROM daily_active_users
+           SUM(number_of_projects) AS number_of_projects,
+           SUM(number_of_issues)   AS number_of_issues,
+           SUM(number_of_invites)  AS number_of_invites,
+           COUNT(DISTINCT user_id) AS w1_active_users,
+           COUNT(*)                AS w1_agg_active_users,
+           MAX(users_that_day)     AS w1_max_active_users,
+           SUM(watchers_added)     AS watchers_added,
+           SUM(issues_updated)     AS issues_updated,
+           SUM(issues_commented)   AS issues_commented,
+           SUM(issues_assigned)    AS issues_assigned,
+           SUM(at_mentions)        AS at_mentions,
+           SUM(issues_viewed)      AS issues_viewed,
+           SUM(issues_completed)   AS issues_completed,
+           SUM(mobile_usage)       AS mobile_usage,
+           SUM(sprint_started)     AS sprint_started,
+           SUM(sprint_finished)    AS sprint_finished
+    FROM user_days_counted
     GROUP BY instance
 )
 SELECT c.instance,
@@ -62,8 +75,8 @@ SELECT c.instance,
        CAST(COALESCE(s.number_of_issues, 0) AS INTEGER)    AS number_of_issues,
        CAST(COALESCE(s.number_of_invites, 0) AS INTEGER)   AS number_of_invites,
        CAST(COALESCE(s.w1_active_users, 0) AS INTEGER)     AS w1_active_users,
-       CAST(COALESCE(d.w1_agg_active_users, 0) AS INTEGER) AS w1_agg_active_users,
-       CAST(COALESCE(d.w1_max_active_users, 0) AS INTEGER) AS w1_max_active_users,
+       CAST(COALESCE(s.w1_agg_active_users, 0) AS INTEGER) AS w1_agg_active_users,
+       CAST(COALESCE(s.w1_max_active_users, 0) AS INTEGER) AS w1_max_active_users,
        CAST(COALESCE(s.watchers_added, 0) AS INTEGER)      AS watchers_added,
        CAST(COALESCE(s.issues_updated, 0) AS INTEGER)      AS issues_updated,
        CAST(COALESCE(s.issues_commented, 0) AS INTEGER)    AS issues_commented,
@@ -75,5 +88,4 @@ SELECT c.instance,
        CAST(COALESCE(s.sprint_started, 0) AS INTEGER)      AS sprint_started,
        CAST(COALESCE(s.sprint_finished, 0) AS INTEGER)     AS sprint_finished
 FROM cohort c
-LEFT JOIN event_sums s ON s.instance = c.instance
-LEFT JOIN daily_sums d ON d.instance = c.instance
+LEFT JOIN instance_sums s ON s.instance = c.instance

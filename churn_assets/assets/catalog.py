@@ -32,6 +32,7 @@ from churn_assets.assets.raw import OWNER
 from churn_assets.assets.tables import instances_modeling, instances_w1
 from churn_assets.contract import INSTANCES_MODELING_DIR, INSTANCES_W1_DIR, PREDICTIONS_DIR
 from churn_assets.features import read_sql_statements
+from churn_assets.settings import SETTINGS
 from resources.storage import StorageRoot
 
 DEFAULT_DATABASE = "churn"
@@ -126,6 +127,7 @@ class AthenaTableCatalog(TableCatalog):
 
 
 @dg.asset(
+    retry_policy=SETTINGS.step_retry_policy(),
     deps=[instances_modeling, instances_w1, predictions],
     group_name="catalog",
     kinds={"athena", "spark", "sql"},

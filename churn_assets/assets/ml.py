@@ -44,6 +44,7 @@ from churn_assets.registry import (
     write_predictions,
     write_preprocessor,
 )
+from churn_assets.settings import SETTINGS
 from churn_assets.weeks import parse_week, week_key
 from resources.storage import StorageRoot
 
@@ -76,6 +77,7 @@ class PreprocessorConfig(dg.Config):
 
 
 @dg.asset(
+    retry_policy=SETTINGS.step_retry_policy(),
     partitions_def=labelled_weeks,
     deps=[dg.AssetDep(instances_modeling, partition_mapping=training_window)],
     group_name="model",
@@ -125,6 +127,7 @@ class ChurnModelConfig(dg.Config):
 
 
 @dg.asset(
+    retry_policy=SETTINGS.step_retry_policy(),
     partitions_def=labelled_weeks,
     deps=[preprocessor, dg.AssetDep(instances_modeling, partition_mapping=training_window)],
     group_name="model",
@@ -200,6 +203,7 @@ def evaluation_markdown(evaluation: dict) -> str:
 
 
 @dg.asset(
+    retry_policy=SETTINGS.step_retry_policy(),
     partitions_def=labelled_weeks,
     deps=[churn_model, dg.AssetDep(instances_modeling, partition_mapping=training_window)],
     group_name="model",
@@ -316,6 +320,7 @@ class SegmentSettings(dg.Config):
 
 
 @dg.asset(
+    retry_policy=SETTINGS.step_retry_policy(),
     partitions_def=cohort_weeks,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[instances_w1, dg.AssetDep(churn_model, partition_mapping=dg.LastPartitionMapping())],

@@ -64,6 +64,7 @@ def embedded_image(title: str, png: bytes) -> str:
 
 
 @dg.asset(
+    retry_policy=SETTINGS.step_retry_policy(),
     partitions_def=labelled_weeks,
     deps=[dg.AssetDep(instances_modeling, partition_mapping=training_window), churn_model],
     group_name="insights",

@@ -2,58 +2,43 @@
 # No `from __future__ import annotations` in asset modules: Dagster reads the context annotation.
 
 
-import json
-import time
-
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
 from churn_assets.assets.raw import OWNER, RAW_ASSETS
 from churn_assets.contract import INSTANCES_MODELING_DIR, INSTANCES_W1_DIR
-from churn_assets.raw_tables import ContractViolation
-from churn_assets.features import TABLES, compute_feature_table, write_weekly_csv
+from churn_assets.feature_build import build_feature_table
 from churn_assets.partitions import cohort_weeks, labelled_weeks, window_weeks
-from churn_assets.quality import exclusion_records, exclusions_path
+from churn_assets.raw_tables import ContractViolation
 from churn_assets.settings import SETTINGS
+from resources.emr_serverless import EMRServerlessFeatureJobs
 from resources.storage import StorageRoot
 
 
 def materialize_feature_table(
-    context: dg.AssetExecutionContext, table: str, spark: LazyPySparkResource, storage: StorageRoot
+    context: dg.AssetExecutionContext,
+    table: str,
+    spark: LazyPySparkResource,
+    storage: StorageRoot,
+    emr_serverless: EMRServerlessFeatureJobs,
 ) -> dg.MaterializeResult:
+    """The run's cohort weeks of `table`: as one EMR Serverless job run when one is configured,
+    else as one Spark job in this process. Both run `build_feature_table`."""
     first_week, last_week = window_weeks(context)
-    started = time.perf_counter()
+    if emr_serverless.enabled:
+        return emr_serverless.materialize(context, storage, table, first_week, last_week, SETTINGS.label_window_days)
     try:
-        result = compute_feature_table(
-            spark.spark_session, storage, table, first_week, last_week, SETTINGS.label_window_days
+        build = build_feature_table(
+            spark.spark_session, storage, table, first_week, last_week, SETTINGS.label_window_days, context.log
         )
     except ContractViolation as exc:
         # Bad input is the upstream's to fix: say what and where, not a JVM stack trace.
-        raise dg.Failure(description=f"{table}: {exc}", allow_retries=False) from exc
-    written = write_weekly_csv(storage, result)
-    # Rows excluded by definition, per cohort week, for the `exclusions` asset check.
-    for week, record in exclusion_records(table, result.exclusions, result.weeks).items():
-        storage.write_text(exclusions_path(table, week), json.dumps(record, indent=2))
-    seconds = time.perf_counter() - started
-    for raw_table, weeks in result.missing_partitions.items():
-        context.log.warning(f"{table}: raw table {raw_table} has no partition for week(s) {', '.join(weeks)}")
-    context.log.info(f"{table}: wrote {sum(written.values())} rows in {len(written)} week file(s) in {seconds:.1f}s")
-    metadata: dict[str, object] = {
-        "rows": sum(written.values()),
-        "rows_by_week": written,
-        "path": dg.MetadataValue.path(storage.uri(TABLES[table][1])),
-        "seconds": round(seconds, 2),
-        "excluded_raw_rows": dg.MetadataValue.md(result.exclusions.to_markdown(index=False))
-        if len(result.exclusions)
-        else "none",
-        "missing_raw_partitions": result.missing_partitions or "none",
-    }
-    if "retained" in result.rows:
-        metadata["positive_rate"] = round(float(result.rows["retained"].mean()), 4) if len(result.rows) else 0.0
-    return dg.MaterializeResult(metadata=metadata)
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    return dg.MaterializeResult(metadata=build.dagster_metadata())
 
 
 @dg.asset(
+    retry_policy=SETTINGS.step_retry_policy(),
     partitions_def=labelled_weeks,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=RAW_ASSETS,
@@ -67,12 +52,16 @@ def materialize_feature_table(
     ),
 )
 def instances_modeling(
-    context: dg.AssetExecutionContext, spark: LazyPySparkResource, storage: StorageRoot
+    context: dg.AssetExecutionContext,
+    spark: LazyPySparkResource,
+    storage: StorageRoot,
+    emr_serverless: EMRServerlessFeatureJobs,
 ) -> dg.MaterializeResult:
-    return materialize_feature_table(context, "instances_modeling", spark, storage)
+    return materialize_feature_table(context, "instances_modeling", spark, storage, emr_serverless)
 
 
 @dg.asset(
+    retry_policy=SETTINGS.step_retry_policy(),
     partitions_def=cohort_weeks,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=RAW_ASSETS[:2],
@@ -86,6 +75,9 @@ def instances_modeling(
     ),
 )
 def instances_w1(
-    context: dg.AssetExecutionContext, spark: LazyPySparkResource, storage: StorageRoot
+    context: dg.AssetExecutionContext,
+    spark: LazyPySparkResource,
+    storage: StorageRoot,
+    emr_serverless: EMRServerlessFeatureJobs,
 ) -> dg.MaterializeResult:
-    return materialize_feature_table(context, "instances_w1", spark, storage)
+    return materialize_feature_table(context, "instances_w1", spark, storage, emr_serverless)

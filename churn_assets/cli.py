@@ -2,12 +2,14 @@
 
     churn simulate --root DIR --instances N --weeks W --as-of YYYY-MM-DD --seed S
     churn demo [--root DIR] [--as-of YYYY-MM-DD] [--fresh]
+    churn spark-archive          write the Spark driver's class archive (faster JVM start; make install runs it)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from datetime import date
 
@@ -28,6 +30,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     demo.add_argument("--as-of", type=date.fromisoformat, default=None)
     demo.add_argument("--instances", type=int, default=57_700)
     demo.add_argument("--fresh", action="store_true", help="simulate again even if raw data exists")
+
+    commands.add_parser("spark-archive", help="write the class-data-sharing archive the Spark driver JVM starts from")
     return parser.parse_args(argv)
 
 
@@ -38,6 +42,19 @@ def main(argv: list[str] | None = None) -> int:
 
         summary = simulate(args.root, instances=args.instances, weeks=args.weeks, as_of=args.as_of, seed=args.seed)
         print(summary)
+        return 0
+    if args.command == "spark-archive":
+        import time
+
+        from resources.spark import build_class_archive
+
+        started = time.perf_counter()
+        try:
+            archive = build_class_archive()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            print(f"churn spark-archive: {exc}", file=sys.stderr)
+            return 1
+        print(f"Spark class archive {archive} ({archive.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f}s")
         return 0
     os.environ["CHURN_DATA_ROOT"] = args.root
     from churn_assets.demo import run_demo

@@ -95,6 +95,9 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 # Output folders, relative to the storage root (the talk's S3 layout `models/{job}/v0`).
 INSTANCES_MODELING_DIR = "models/instances_modeling/v0"
 INSTANCES_W1_DIR = "models/instances_w1/v0"
+# The platform's own (not in the contract): instances_modeling's week-1 usage day by day
+# (sql/w1_daily.sql), written beside the table for the behaviour report.
+W1_DAILY_USAGE_DIR = "models/w1_daily_usage/v0"
 PREDICTIONS_DIR = "models/predictions/v0"
 PREPROCESSOR_DIR = "models/preprocessor/v0"
 CHURN_MODEL_DIR = "models/churn_model/v0"

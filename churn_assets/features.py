@@ -3,6 +3,10 @@
 `compute_feature_table` runs one Spark job over a range of cohort weeks (a single-run backfill),
 and `write_weekly_csv` writes one CSV per cohort week under the contract's folder, atomically, so
 re-materializing a week replaces its file.
+
+The training table's run also writes its evaluators' week-1 usage day by day (sql/w1_daily.sql,
+over the views it has registered anyway) to W1_DAILY_USAGE_DIR, one CSV per cohort week: the
+behaviour report reads those instead of scanning the raw usage of its 13-week window again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from churn_assets.contract import (
     RAW_CONVERSIONS,
     RAW_INSTANCES,
     RAW_USAGE_EVENTS,
+    W1_DAILY_USAGE_DIR,
     W1_DAYS,
 )
 from churn_assets.raw_tables import find_partitions, register_view
@@ -54,12 +59,24 @@ class FeatureTable:
     rows: pd.DataFrame
     exclusions: pd.DataFrame  # one row per cohort week: raw rows left out by definition
     missing_partitions: dict[str, list[str]] = field(default_factory=dict)  # raw table -> weeks
+    daily: pd.DataFrame | None = None  # sql/w1_daily.sql of the same evaluators (training table only)
+
+    def _cohort_weeks(self) -> pd.Series:
+        week = pd.to_datetime(self.rows["eval_start_date"])
+        return (week - pd.to_timedelta(week.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
 
     def rows_by_week(self) -> dict[str, pd.DataFrame]:
         """Every requested week, empty ones included (an empty cohort writes a header-only file)."""
-        week = pd.to_datetime(self.rows["eval_start_date"])
-        monday = (week - pd.to_timedelta(week.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+        monday = self._cohort_weeks()
         return {w: self.rows[monday == w].reset_index(drop=True) for w in self.weeks}
+
+    def daily_by_week(self) -> dict[str, pd.DataFrame]:
+        """The day-by-day rows of each requested week's evaluators ({} without daily rows)."""
+        if self.daily is None:
+            return {}
+        week_of_instance = pd.Series(self._cohort_weeks().to_numpy(), index=self.rows["instance"].to_numpy())
+        monday = self.daily["instance"].map(week_of_instance)
+        return {w: self.daily[monday == w].reset_index(drop=True) for w in self.weeks}
 
 
 def register_raw_views(
@@ -122,12 +139,18 @@ def compute_feature_table(
     rows = spark.sql(read_sql(query_file, label_window_days=label_window_days)).toPandas()
     rows = rows[list(columns)].sort_values(["eval_start_date", "instance"], kind="stable").reset_index(drop=True)
     exclusions = spark.sql(read_sql("usage_exclusions.sql", **bounds)).toPandas()
+    daily = None
+    if labelled:
+        daily = spark.sql(read_sql("w1_daily.sql")).toPandas().sort_values(["instance", "day_index"], kind="stable")
     weeks = [week_key(w) for w in weeks_between(first_week, last_week)]
-    return FeatureTable(table, weeks, rows, exclusions, missing)
+    return FeatureTable(table, weeks, rows, exclusions, missing, daily)
 
 
 def write_weekly_csv(storage: StorageRoot, table: FeatureTable) -> dict[str, int]:
-    """One CSV with a header per cohort week, atomically replacing the week's previous file."""
+    """One CSV with a header per cohort week, atomically replacing the week's previous file; the
+    week's day-by-day usage first, so a week's table file never stands beside older daily rows."""
+    for week, daily in table.daily_by_week().items():
+        storage.write_csv(f"{W1_DAILY_USAGE_DIR}/{week}.csv", daily)
     folder = TABLES[table.table][1]
     written = {}
     for week, rows in table.rows_by_week().items():

@@ -31,6 +31,7 @@ from churn_assets.contract import (
     PREDICTIONS_DIR,
     PREPROCESSOR_DIR,
     TRUTH,
+    W1_DAILY_USAGE_DIR,
 )
 from churn_assets.ml.explain import CONVERTER_REFERENCE_FILE, reference_from_json, reference_to_json
 from churn_assets.ml.model import ModelCard, TrainedModel, model_from_bytes, model_to_bytes
@@ -62,6 +63,11 @@ def read_training_rows(storage: StorageRoot, weeks: list[str]) -> tuple[pd.DataF
     if not frames:
         raise MissingArtefact(f"no instances_modeling week among {weeks[0]}..{weeks[-1]} has been materialized")
     return pd.concat(frames, ignore_index=True), missing
+
+
+def read_daily_usage(storage: StorageRoot, weeks: list[str]) -> pd.DataFrame:
+    """The week-1 usage day by day that instances_modeling wrote for `weeks` (every one needed)."""
+    return pd.concat([_read_weekly_csv(storage, W1_DAILY_USAGE_DIR, week) for week in weeks], ignore_index=True)
 
 
 def read_scoring_rows(storage: StorageRoot, week: str) -> pd.DataFrame:

@@ -2,16 +2,88 @@
 
 The session is created lazily (the JVM starts only in steps that use Spark) and once per process:
 `getOrCreate` hands every later step of the same run, and every test, the same session.
+
+Every run is a fresh process, so every run pays the driver JVM's start: loading and verifying
+some 15,000 classes of Spark, before and during its first query. A class-data-sharing archive
+(JDK AppCDS, `-XX:SharedArchiveFile`) of the classes a feature run loads takes about 3 s off the
+JVM start and 3 s off the first query (measured on the 2-core machine, BENCHMARKS.md).
+`build_class_archive` makes it once per environment (`make install` does), by running a small
+feature workload in a JVM that dumps its classes at exit; the archive is only put in place once
+that JVM has exited cleanly, because the JVM crashes on a truncated archive. Absent, disabled
+(CHURN_SPARK_CDS=0) or stale (the JVM rejects an archive of another JDK or class path, silently),
+Spark starts as usual.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
+
+
+CDS_ENV = "CHURN_SPARK_CDS"  # "0" turns the class archive off
+CDS_DIR_ENV = "CHURN_SPARK_CDS_DIR"  # where archives live (default: inside this environment)
+CDS_DUMP_ENV = "CHURN_SPARK_CDS_DUMP"  # set by build_class_archive for the JVM that writes one
+# The JVM reports a rejected or skipped class (signed jars, a stale archive) as a warning on stdout.
+_QUIET_CDS = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+
+
+def class_archive_path() -> Path:
+    """The archive for this environment's pyspark and this machine's java.
+
+    The name changes with either, so an upgrade never meets an archive of the old classes (the JVM
+    would refuse it anyway, at the cost of the saving).
+    """
+    import pyspark
+
+    java_home = os.environ.get("JAVA_HOME")
+    java = shutil.which("java", path=os.path.join(java_home, "bin") if java_home else None) or "java"
+    java = os.path.realpath(java)
+    identity = "|".join((pyspark.__version__, os.path.realpath(pyspark.__file__), java))
+    folder = Path(os.environ.get(CDS_DIR_ENV) or Path(sys.prefix) / "share" / "churn-spark-cds")
+    return folder / f"spark-{pyspark.__version__}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.jsa"
+
+
+def class_archive_options() -> str:
+    """Driver JVM options for the class archive: write one (inside build_class_archive), use the
+    one in place, or nothing."""
+    if dump := os.environ.get(CDS_DUMP_ENV):
+        return f"-XX:ArchiveClassesAtExit={dump} {_QUIET_CDS}"
+    if os.environ.get(CDS_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return ""
+    archive = class_archive_path()
+    return f"-XX:SharedArchiveFile={archive} {_QUIET_CDS}" if archive.is_file() else ""
+
+
+def build_class_archive(timeout: float = 600.0) -> Path:
+    """Write the class archive for this environment (about 30 s): a small feature workload
+    (churn_assets/spark_warmup.py) in a JVM that dumps the classes it loaded when it exits.
+
+    The JVM writes a temporary file; it becomes the archive only after that JVM exited with 0, so
+    no process ever maps a half-written archive. Returns the archive's path.
+    """
+    archive = class_archive_path()
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(f".{archive.name}.{os.getpid()}.tmp")
+    env = {**os.environ, CDS_DUMP_ENV: str(partial)}
+    try:
+        done = subprocess.run([sys.executable, "-m", "churn_assets.spark_warmup"], env=env, timeout=timeout,
+                              capture_output=True, text=True)
+        if done.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
+            raise RuntimeError(
+                f"the Spark class archive was not written (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
+            )
+        os.replace(partial, archive)
+    finally:
+        partial.unlink(missing_ok=True)
+    return archive
 
 
 def spark_config(master: str | None = None, remote: str | None = None, cores: int | None = None) -> dict[str, str]:
@@ -39,7 +111,7 @@ def spark_config(master: str | None = None, remote: str | None = None, cores: in
         "spark.hadoop.javax.jdo.option.ConnectionURL": (
             f"jdbc:derby:;databaseName={os.path.join(scratch, 'metastore_db')};create=true"
         ),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch}",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch} {class_archive_options()}".strip(),
         "spark.driver.memory": os.environ.get("CHURN_SPARK_DRIVER_MEMORY", "2g"),
     }
     if remote:

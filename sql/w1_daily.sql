@@ -10,7 +10,8 @@
 --
 -- active_users: distinct users active that day; new_users: users whose first week-1 activity is
 -- that day (their running total is the distinct users active so far, for activation rules).
--- Days without usage have no row: they count as zero.
+-- Days without usage have no row: they count as zero. Unordered: a global ORDER BY costs Spark a
+-- sampling job and a range shuffle; the caller sorts the few hundred thousand rows in pandas.
 WITH user_first_days AS (
     SELECT instance, user_id, MIN(event_date) AS first_date
     FROM w1_events
@@ -60,4 +61,3 @@ SELECT d.instance,
 FROM daily d
 JOIN w1_cohort c ON c.instance = d.instance
 LEFT JOIN new_users n ON n.instance = d.instance AND n.event_date = d.event_date
-ORDER BY d.instance, day_index

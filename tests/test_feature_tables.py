@@ -19,6 +19,7 @@ from churn_assets.contract import (
     RAW_CONVERSIONS,
     RAW_INSTANCES,
     RAW_USAGE_EVENTS,
+    W1_DAILY_USAGE_DIR,
 )
 from churn_assets.features import read_sql, read_sql_statements
 from tests.rawdata import conversion, event, instance, write_raw
@@ -161,6 +162,25 @@ def test_instances_modeling_exact_values_over_a_two_week_range(raw_root, resourc
     assert list(week_a.columns) == list(INSTANCES_MODELING_COLUMNS)
     pd.testing.assert_frame_equal(week_a, expected_frame([1, 3, 2], with_label=True), check_dtype=False)
     pd.testing.assert_frame_equal(week_b, expected_frame([4], with_label=True), check_dtype=False)
+
+
+def test_the_training_table_writes_each_weeks_daily_usage_that_adds_up_to_its_features(raw_root, resources):
+    """The report's day-by-day rows come from the same run as the table, one file per week."""
+    assert dg.materialize([instances_modeling], resources=resources, tags=range_tags(WEEK_A, WEEK_B)).success
+    assert sorted(p.name for p in raw_root.path(W1_DAILY_USAGE_DIR).iterdir()) == [f"{WEEK_A}.csv", f"{WEEK_B}.csv"]
+    for week in (WEEK_A, WEEK_B):
+        table = read_table(raw_root, INSTANCES_MODELING_DIR, week).set_index("instance")
+        daily = read_table(raw_root, W1_DAILY_USAGE_DIR, week)
+        assert set(daily["instance"]) <= set(table.index)  # only the week's evaluators
+        assert daily["day_index"].between(0, 6).all()
+        sums = daily.groupby("instance").sum().reindex(table.index, fill_value=0)
+        assert (sums["new_users"] == table["w1_active_users"]).all()
+        assert (sums["active_users"] == table["w1_agg_active_users"]).all()
+        for column in ("number_of_issues", "mobile_usage", "sprint_finished"):
+            assert (sums[column] == table[column]).all(), column
+    # the scoring table writes no day-by-day file
+    assert dg.materialize([instances_w1], resources=resources, partition_key="2026-09-21").success
+    assert not raw_root.exists(f"{W1_DAILY_USAGE_DIR}/2026-09-21.csv")
 
 
 def test_exclusions_are_counted_per_cohort_week(raw_root, resources):

@@ -31,6 +31,7 @@ from churn_assets.report import (
     daily_feature_mismatches,
     decile_conversion,
     dense_daily,
+    feature_importance,
     group_means,
     label_correlations,
     talk_rank_agreement,
@@ -239,6 +240,22 @@ def synthetic(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return modeling(columns, retained), daily
 
 
+def test_feature_importance_is_the_mean_abs_shap_of_a_fixed_sample_above_max_rows():
+    from churn_assets.ml.explain import mean_abs_shap
+
+    frame, _ = synthetic(300, seed=4)
+    preprocessor = Preprocessor.fit(frame)
+    booster = train_xgboost(preprocessor.transform(frame), frame["retained"],
+                            {**TALK_XGB_PARAMS, "n_estimators": 20, "n_jobs": 1})
+    every_row = mean_abs_shap(booster, preprocessor.transform(frame), preprocessor.feature_names)
+    assert feature_importance(frame, preprocessor, booster, max_rows=300) == every_row
+    sample = frame.sample(n=120, random_state=0)
+    sampled = feature_importance(frame, preprocessor, booster, max_rows=120)
+    assert sampled == mean_abs_shap(booster, preprocessor.transform(sample), preprocessor.feature_names)
+    assert sampled != every_row
+    assert sampled == feature_importance(frame, preprocessor, booster, max_rows=120)  # the same sample every time
+
+
 def test_the_report_writes_valid_pngs_and_a_summary_that_links_them(tmp_path):
     frame, daily = synthetic(300, seed=3)
     preprocessor = Preprocessor.fit(frame)
@@ -364,3 +381,22 @@ def test_behavior_report_asset_on_simulated_data(tmp_path, spark):
     assert metadata["chart_activation_by_day"].value.startswith("![activation by day](data:image/png;base64,")
     # the correlation ranking resembles the talk's
     assert metadata["talk_rank_agreement"].value > 0.8
+
+
+def test_daily_usage_reads_the_weeks_files_and_names_a_missing_one(storage):
+    from churn_assets.assets.report import daily_usage
+    from churn_assets.contract import W1_DAILY_USAGE_DIR
+    from churn_assets.registry import MissingArtefact
+
+    frame = modeling({"number_of_issues": [1, 2, 3]}, [1, 0, 1])
+    frame["eval_start_date"] = ["2026-09-07", "2026-09-08", "2026-09-14"]
+    frame["instance"] = [11, 12, 21]
+    storage.write_csv(f"{W1_DAILY_USAGE_DIR}/2026-09-07.csv",
+                      daily_rows([{"instance": 12, "day_index": 3}, {"instance": 11, "day_index": 0},
+                                  {"instance": 99, "day_index": 0}]))
+    with pytest.raises(MissingArtefact, match=f"{W1_DAILY_USAGE_DIR}/2026-09-14.csv does not exist"):
+        daily_usage(storage, frame)
+    storage.write_csv(f"{W1_DAILY_USAGE_DIR}/2026-09-14.csv", daily_rows([{"instance": 21, "day_index": 1}]))
+    daily = daily_usage(storage, frame)
+    assert list(daily.columns) == list(DAILY_COLUMNS)
+    assert daily[["instance", "day_index"]].values.tolist() == [[11, 0], [12, 3], [21, 1]]  # sorted, 99 left out

@@ -1,8 +1,9 @@
 """behavior_report: the talk's behaviour questions answered weekly, for marketing.
 
 Thin wiring: the numbers and charts come from churn_assets.report (pure pandas + matplotlib); the
-day-by-day usage for activation comes from sql/w1_daily.sql over the same raw views as the
-feature tables. Output under models/reports/v0/WEEK/: the PNG charts, summary.md (one page, links
+day-by-day usage for activation is what instances_modeling wrote beside each week's table
+(sql/w1_daily.sql over the same week-1 events as the features), so the report runs no Spark and
+reads no raw data. Output under models/reports/v0/WEEK/: the PNG charts, summary.md (one page, links
 the charts) and report.json (every number); the charts are also shown in the Dagster UI.
 """
 # No `from __future__ import annotations` in asset modules: Dagster reads the context annotation.
@@ -12,15 +13,13 @@ import math
 import time
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
 from churn_assets.assets.ml import churn_model, training_rows, training_window
 from churn_assets.assets.raw import OWNER
 from churn_assets.assets.tables import instances_modeling
-from churn_assets.features import read_sql, register_raw_views, register_w1_views
 from churn_assets.ml.model import cohort_week_keys
 from churn_assets.partitions import labelled_weeks
-from churn_assets.registry import MissingArtefact, read_model
+from churn_assets.registry import MissingArtefact, read_daily_usage, read_model
 from churn_assets.report import (
     CHART_FILES,
     DAILY_COLUMNS,
@@ -31,7 +30,6 @@ from churn_assets.report import (
     build_behavior_report,
 )
 from churn_assets.settings import SETTINGS
-from churn_assets.weeks import parse_week
 from resources.storage import StorageRoot
 
 REPORTS_DIR = "models/reports/v0"
@@ -48,15 +46,11 @@ class BehaviorReportConfig(dg.Config):
     cohort_bins: int = 10
 
 
-def daily_usage(spark, storage: StorageRoot, frame):
-    """The per-day week-1 usage (sql/w1_daily.sql) of the cohorts in `frame`, its rows only."""
-    weeks = sorted(set(cohort_week_keys(frame)))
-    first_week, last_week = parse_week(weeks[0]), parse_week(weeks[-1])
-    missing = register_raw_views(spark, storage, first_week, last_week, label_window_days=None)
-    register_w1_views(spark, first_week, last_week)
-    daily = spark.sql(read_sql("w1_daily.sql")).toPandas()
-    daily = daily[daily["instance"].isin(frame["instance"])].reset_index(drop=True)
-    return daily[list(DAILY_COLUMNS)], missing
+def daily_usage(storage: StorageRoot, frame):
+    """The week-1 usage day by day of the evaluators in `frame`, as instances_modeling wrote it."""
+    daily = read_daily_usage(storage, sorted(set(cohort_week_keys(frame))))
+    daily = daily[daily["instance"].isin(frame["instance"])]
+    return daily[list(DAILY_COLUMNS)].sort_values(["instance", "day_index"]).reset_index(drop=True)
 
 
 def embedded_image(title: str, png: bytes) -> str:
@@ -68,7 +62,7 @@ def embedded_image(title: str, png: bytes) -> str:
     partitions_def=labelled_weeks,
     deps=[dg.AssetDep(instances_modeling, partition_mapping=training_window), churn_model],
     group_name="insights",
-    kinds={"spark", "pandas", "markdown"},
+    kinds={"pandas", "markdown"},
     owners=[OWNER],
     description=(
         "Why evaluators who buy and those who leave differ, on the model's training window: the "
@@ -82,7 +76,6 @@ def embedded_image(title: str, png: bytes) -> str:
 def behavior_report(
     context: dg.AssetExecutionContext,
     config: BehaviorReportConfig,
-    spark: LazyPySparkResource,
     storage: StorageRoot,
 ) -> dg.MaterializeResult:
     week = context.partition_key
@@ -97,9 +90,13 @@ def behavior_report(
     except ValueError as exc:
         raise dg.Failure(description=f"behavior_report config: {exc} ({', '.join(DAILY_COUNT_COLUMNS)})",
                          allow_retries=False) from exc
-    daily, missing_raw = daily_usage(spark.spark_session, storage, frame)
-    for table, weeks in missing_raw.items():
-        context.log.warning(f"behavior_report: raw table {table} has no partition for week(s) {', '.join(weeks)}")
+    try:
+        daily = daily_usage(storage, frame)
+    except MissingArtefact as exc:
+        raise dg.Failure(
+            description=f"behavior_report {week}: {exc} (instances_modeling writes it beside each week's table)",
+            allow_retries=False,
+        ) from exc
     report = build_behavior_report(
         frame,
         daily,
@@ -113,7 +110,7 @@ def behavior_report(
     if report.daily_feature_mismatches:
         context.log.warning(
             f"behavior_report {week}: day-by-day usage of {report.daily_feature_mismatches} evaluator(s) does not "
-            "add up to their instances_modeling features: raw data changed since the table was built"
+            "add up to their instances_modeling features: a week's table and daily file come from different runs"
         )
     folder = f"{REPORTS_DIR}/{week}"
     paths = {name: storage.write_bytes(f"{folder}/{name}", png) for name, png in report.charts.items()}

@@ -11,7 +11,7 @@ both from the instance on every tick:
   `FreshnessPolicy` fails (`instance.get_freshness_state_records` gives only the latest state).
 
 Each alert is logged, appended as one JSON line to `alerts/alerts.jsonl` under the storage root,
-and POSTed as a Slack-compatible payload when CHURN_ALERT_WEBHOOK is set (read on every tick). A
+and POSTed as a Slack-compatible payload when CHURN_ALERT_WEBHOOK is set (the `alert_webhook` resource). A
 webhook failure is logged and recorded in the JSON line, never raised. The sensor cursor keeps the
 keys of the alerts sent (asset, check, partition, run id or storage id), so no failure is alerted
 twice; on its first tick the sensor looks back INITIAL_LOOKBACK only, not over the whole history.
@@ -22,7 +22,6 @@ The pure parts (records, payloads, the dedupe state) take plain values and are t
 
 import json
 import logging
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,10 +31,10 @@ from typing import Any
 
 import dagster as dg
 
+from resources.alert_webhook import WEBHOOK_ENV, AlertWebhook
 from resources.storage import StorageRoot
 
 ALERTS_FILE = "alerts/alerts.jsonl"
-WEBHOOK_ENV = "CHURN_ALERT_WEBHOOK"
 WEBHOOK_TIMEOUT_SECONDS = 5.0
 INITIAL_LOOKBACK = timedelta(hours=24)  # first tick: alert on failures of the last day only
 RETENTION = timedelta(days=8)  # dedupe keys kept this long; older failures are never re-alerted
@@ -347,7 +346,9 @@ def deliver(alert: dict[str, Any], storage: StorageRoot, webhook: str | None, lo
         f"{ALERTS_FILE} under the storage root, POSTed to ${WEBHOOK_ENV} when set. Once per failure."
     ),
 )
-def churn_alerts_sensor(context: dg.SensorEvaluationContext, storage: StorageRoot) -> dg.SensorResult:
+def churn_alerts_sensor(
+    context: dg.SensorEvaluationContext, storage: StorageRoot, alert_webhook: AlertWebhook
+) -> dg.SensorResult:
     now = datetime.now(timezone.utc).timestamp()
     state = AlertState.from_cursor(context.cursor, now)
     try:
@@ -366,7 +367,7 @@ def churn_alerts_sensor(context: dg.SensorEvaluationContext, storage: StorageRoo
     candidates = failed_check_candidates(context.instance, check_keys, state.since)
     freshness, state.freshness_after = freshness_candidates(context.instance, state, policies)
     alerts = new_alerts(candidates + freshness, state)
-    webhook = os.environ.get(WEBHOOK_ENV, "").strip() or None
+    webhook = alert_webhook.target
     for alert in alerts:
         deliver(alert, storage, webhook, context.log)
     state.prune(now)

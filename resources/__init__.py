@@ -6,7 +6,8 @@ CHURN_ENV selects the environment (read when the definitions load, not at import
 - `prod`: CHURN_DATA_ROOT is required; Spark on CHURN_SPARK_MASTER or CHURN_SPARK_REMOTE.
 
 In every environment, CHURN_EMR_SERVERLESS_APPLICATION_ID moves the feature tables' Spark onto
-EMR Serverless (`emr_serverless_for_environment`).
+EMR Serverless (`emr_serverless_for_environment`), and CHURN_ALERT_WEBHOOK, when set, is the alerts'
+webhook, bound as a `dg.EnvVar` (the URL is a secret).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 
 import dagster as dg
 
+from resources.alert_webhook import AlertWebhook, alert_webhook_from_environment
 from resources.emr_serverless import EMRServerlessFeatureJobs
 from resources.spark import spark_config, spark_resource
 from resources.storage import S3_SCHEME, StorageRoot
@@ -46,6 +48,7 @@ def resources_for_environment(env: str | None = None) -> dict[str, object]:
         ),
         "io_manager": io_manager_for(os.environ.get("CHURN_DATA_ROOT", "")),
         "emr_serverless": emr_serverless_for_environment(),
+        "alert_webhook": alert_webhook_from_environment(),
     }
     resources["catalog"] = table_catalog_for(env, resources["spark"])
     return resources
@@ -125,6 +128,7 @@ def table_catalog_for(env: str, spark: object) -> object:
 
 
 __all__ = [
+    "AlertWebhook",
     "EMRServerlessFeatureJobs",
     "StorageRoot",
     "current_environment",

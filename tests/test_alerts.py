@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from dagster._core.utils import make_new_run_id
 
 from churn_assets import alerts
 from churn_assets.alerts import AlertState, check_alert, freshness_alert, new_alerts, slack_payload
+from resources.alert_webhook import AlertWebhook, alert_webhook_from_environment
 from resources.storage import StorageRoot
 
 # --- pure parts ------------------------------------------------------------------------------------
@@ -172,8 +174,10 @@ def report_freshness_failure(instance, asset: str) -> None:
 
 
 def tick(instance, location, storage, cursor):
+    webhook = AlertWebhook(url=os.environ.get(alerts.WEBHOOK_ENV))  # what the bound EnvVar resolves to
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"storage": storage}, definitions=location
+        instance=instance, cursor=cursor, resources={"storage": storage, "alert_webhook": webhook},
+        definitions=location,
     )
     result = alerts.churn_alerts_sensor(context)
     return result.cursor
@@ -188,7 +192,7 @@ def read_lines(storage: StorageRoot) -> list[dict]:
 def test_sensor_posts_writes_and_never_repeats_an_alert(tmp_path, monkeypatch, location):
     storage = StorageRoot(root=str(tmp_path / "root"))
     with webhook_server() as (url, received), dg.instance_for_test() as instance:
-        monkeypatch.setenv(alerts.WEBHOOK_ENV, url)  # read on every tick, not at import
+        monkeypatch.setenv(alerts.WEBHOOK_ENV, url)
         first_run = make_new_run_id()
         report_failed_check(instance, "predictions", "current_week_deadline", None, first_run)
         report_freshness_failure(instance, "predictions")
@@ -250,3 +254,14 @@ def test_sensor_without_webhook_still_writes_the_line(tmp_path, monkeypatch, loc
         [line] = read_lines(storage)
         assert (line["asset"], line["kind"]) == ("instances_w1", "freshness_failed")
         assert line["webhook"].startswith("not configured")
+
+
+def test_the_webhook_is_bound_from_the_environment_by_name_never_by_value(monkeypatch):
+    """The URL is a secret: the binding holds a dg.EnvVar (its name), resolved when the sensor runs."""
+    monkeypatch.delenv(alerts.WEBHOOK_ENV, raising=False)
+    assert alert_webhook_from_environment().target is None
+    monkeypatch.setenv(alerts.WEBHOOK_ENV, "https://hooks.example.invalid/T000/B000/secret")
+    bound = alert_webhook_from_environment().url
+    assert isinstance(bound, dg.EnvVar) and bound.env_var_name == alerts.WEBHOOK_ENV
+    with pytest.raises(RuntimeError, match="defers resolution"):  # Dagster itself never hands it out as text
+        str(bound)

@@ -340,7 +340,7 @@ def assert_same_outputs(local: Path, other: Path) -> None:
             assert len(expected) > 0, f"{table}.{part}: the reference is empty"
             pd.testing.assert_frame_equal(actual, expected, check_exact=True)
     csvs = sorted(p.relative_to(local / "root") for p in (local / "root" / "models").rglob("*.csv"))
-    assert len(csvs) == 4  # two weeks of each table
+    assert len(csvs) == 6  # two weeks of each table, and the training table's two day-by-day files
     assert csvs == sorted(p.relative_to(other / "root") for p in (other / "root" / "models").rglob("*.csv"))
     for relative in csvs:
         assert (other / "root" / relative).read_bytes() == (local / "root" / relative).read_bytes(), relative

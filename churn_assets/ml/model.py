@@ -318,15 +318,31 @@ def train_churn_model(
     else:
         rule, threshold_proba = THRESHOLD_RULE_OUT_OF_FOLD, out_of_fold_proba(frame, params, drop, threshold_folds)
     threshold = choose_threshold(targets, threshold_proba)
-    card = ModelCard(
+    card = training_card(frame, model_version, preprocessor.feature_names, params, rule, threshold, targets, threshold_proba)
+    return TrainedModel(preprocessor, classifier, threshold, card)
+
+
+def training_card(
+    frame: pd.DataFrame,
+    model_version: str,
+    feature_names: Sequence[str],
+    params: Mapping[str, Any],
+    threshold_rule: str,
+    threshold: float,
+    threshold_targets: np.ndarray,
+    threshold_proba: np.ndarray,
+) -> ModelCard:
+    """The card of a model trained on all rows of `frame`, whose threshold was chosen (by
+    `threshold_rule`) on `threshold_proba` of `threshold_targets`; its metrics are on those rows."""
+    targets = labels(frame)
+    return ModelCard(
         model_version=model_version,
         training_weeks=tuple(cohort_week_keys(frame).unique()),
         rows=int(targets.size),
         positive_rate=float(targets.mean()),
-        feature_names=preprocessor.feature_names,
+        feature_names=tuple(feature_names),
         params=dict(params),
         decision_threshold=threshold,
-        threshold_rule=rule,
-        metrics={rule: probability_metrics(targets, threshold_proba, threshold)},
+        threshold_rule=threshold_rule,
+        metrics={threshold_rule: probability_metrics(threshold_targets, threshold_proba, threshold)},
     )
-    return TrainedModel(preprocessor, classifier, threshold, card)

@@ -29,17 +29,15 @@ import xgboost
 from sklearn.model_selection import train_test_split
 
 from churn_assets.contract import DEFAULT_DROP_COLUMNS, LABEL_COLUMN
-from churn_assets.ml.metrics import probability_metrics
 from churn_assets.ml.model import (
     TALK_XGB_PARAMS,
     THRESHOLD_RULE_HELD_OUT,
     THRESHOLD_RULE_IN_SAMPLE,
-    ModelCard,
     TrainedModel,
     choose_threshold,
     classifier_from_booster,
-    cohort_week_keys,
     predict_proba,
+    training_card,
 )
 from churn_assets.ml.preprocessing import Preprocessor, labels
 
@@ -201,15 +199,5 @@ def train_churn_model_on_spark(
     if threshold_folds is None:
         threshold_targets, threshold_proba = targets, predict_proba(booster, X, names)
     threshold = choose_threshold(threshold_targets, threshold_proba)
-    card = ModelCard(
-        model_version=model_version,
-        training_weeks=tuple(cohort_week_keys(frame).unique()),
-        rows=int(targets.size),
-        positive_rate=float(targets.mean()),
-        feature_names=names,
-        params=dict(params),
-        decision_threshold=threshold,
-        threshold_rule=rule,
-        metrics={rule: probability_metrics(threshold_targets, threshold_proba, threshold)},
-    )
+    card = training_card(frame, model_version, names, params, rule, threshold, threshold_targets, threshold_proba)
     return TrainedModel(preprocessor, classifier_from_booster(booster), threshold, card)

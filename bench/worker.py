@@ -37,26 +37,12 @@ def _args(argv):
 
 
 def plan(storage, as_of: date) -> dict:
-    """The weeks the demo materializes as of `as_of` (churn_assets/demo.py, run_demo, same rules)."""
-    from churn_assets.contract import RAW_INSTANCES
-    from churn_assets.partitions import cohort_weeks, labelled_weeks
-    from churn_assets.raw_tables import available_weeks
-    from churn_assets.settings import SETTINGS
-    from churn_assets.weeks import latest_labelled_week, week_key, week_of
+    """The weeks the demo materializes as of `as_of` (churn_assets.demo.demo_weeks)."""
+    from churn_assets.demo import demo_weeks
 
-    data_weeks = available_weeks(storage, RAW_INSTANCES)
-    labelled = set(labelled_weeks.get_partition_keys())
-    scorable = set(cohort_weeks.get_partition_keys())
-    newest_labelled = week_key(latest_labelled_week(as_of, SETTINGS.label_window_days))
-    modeling = [w for w in data_weeks if w in labelled and w <= newest_labelled]
-    w1 = [w for w in data_weeks if w in scorable and w <= week_key(week_of(as_of))]
-    model_week = modeling[-1]
-    return {"modeling_weeks": modeling, "w1_weeks": w1, "model_week": model_week,
-            "unlabelled_weeks": [w for w in w1 if w > model_week]}
-
-
-def _range_tags(first: str, last: str) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    weeks = demo_weeks(storage, as_of)
+    return {"modeling_weeks": weeks["modeling"], "w1_weeks": weeks["w1"], "model_week": weeks["modeling"][-1],
+            "unlabelled_weeks": weeks["unlabelled"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,6 +71,7 @@ def refresh(args) -> int:
     from churn_assets.assets.report import behavior_report
     from churn_assets.assets.tables import instances_modeling, instances_w1
     from churn_assets.automation import SCORING_WEEKS
+    from churn_assets.demo import range_tags
     from churn_assets.weeks import week_key, week_of
     from resources import resources_for_environment
 
@@ -99,8 +86,8 @@ def refresh(args) -> int:
         ("preprocessor+churn_model+model_evaluation", [preprocessor, churn_model, model_evaluation],
          {"partition_key": p["model_week"]}),
         ("behavior_report", [behavior_report], {"partition_key": p["model_week"]}),
-        ("instances_w1", [instances_w1], {"tags": _range_tags(scoring[0], scoring[-1])}),
-        ("predictions", [predictions], {"tags": _range_tags(scoring[0], scoring[-1])}),
+        ("instances_w1", [instances_w1], {"tags": range_tags(scoring[0], scoring[-1])}),
+        ("predictions", [predictions], {"tags": range_tags(scoring[0], scoring[-1])}),
     ]
     steps = {"python_start_and_imports": round(imported, 3)}
     for label, assets, partition in runs:

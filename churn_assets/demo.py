@@ -34,8 +34,23 @@ from churn_assets.weeks import latest_labelled_week, week_key, week_of
 from resources import resources_for_environment
 
 
-def _range_tags(first: str, last: str) -> dict[str, str]:
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run (and one Spark job) of the partitions first..last."""
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def demo_weeks(storage, as_of: date) -> dict[str, list[str]]:
+    """The cohort weeks the demo materializes as of `as_of`, from the raw data present:
+    `modeling` (labelled weeks with data), `w1` (weeks with data up to the week in progress) and
+    `unlabelled` (the w1 weeks after the newest labelled one: those the demo scores)."""
+    data_weeks = available_weeks(storage, RAW_INSTANCES)
+    labelled = set(labelled_weeks.get_partition_keys())
+    scorable = set(cohort_weeks.get_partition_keys())
+    newest_labelled = week_key(latest_labelled_week(as_of, SETTINGS.label_window_days))
+    modeling = [w for w in data_weeks if w in labelled and w <= newest_labelled]
+    w1 = [w for w in data_weeks if w in scorable and w <= week_key(week_of(as_of))]
+    unlabelled = [w for w in w1 if modeling and w > modeling[-1]]
+    return {"modeling": modeling, "w1": w1, "unlabelled": unlabelled}
 
 
 def _instance() -> dg.DagsterInstance:
@@ -56,26 +71,21 @@ def run_demo(root: str, as_of: date | None = None, instances: int = 57_700, fres
         summary = simulate(root, instances=instances, as_of=as_of)
         print(f"  {summary.instances:,} instances, {summary.event_rows:,} usage rows in {summary.seconds:.1f}s")
 
-    data_weeks = available_weeks(storage, RAW_INSTANCES)
-    labelled = set(labelled_weeks.get_partition_keys())
-    scorable = set(cohort_weeks.get_partition_keys())
-    newest_labelled = week_key(latest_labelled_week(as_of, SETTINGS.label_window_days))
-    modeling_weeks = [w for w in data_weeks if w in labelled and w <= newest_labelled]
-    w1_weeks = [w for w in data_weeks if w in scorable and w <= week_key(week_of(as_of))]
+    weeks = demo_weeks(storage, as_of)
+    modeling_weeks, w1_weeks, unlabelled = weeks["modeling"], weeks["w1"], weeks["unlabelled"]
     if not modeling_weeks:
         print(f"No labelled cohort week with data under {storage.uri(RAW_INSTANCES)}: nothing to train on.")
         return 1
     model_week = modeling_weeks[-1]
-    unlabelled = [w for w in w1_weeks if w > model_week]
 
     instance = _instance()
     runs = [
-        ("instances_modeling", [instances_modeling], {"tags": _range_tags(modeling_weeks[0], model_week)}),
-        ("instances_w1", [instances_w1], {"tags": _range_tags(w1_weeks[0], w1_weeks[-1])}),
+        ("instances_modeling", [instances_modeling], {"tags": range_tags(modeling_weeks[0], model_week)}),
+        ("instances_w1", [instances_w1], {"tags": range_tags(w1_weeks[0], w1_weeks[-1])}),
         ("preprocessor -> churn_model -> model_evaluation", [preprocessor, churn_model, model_evaluation],
          {"partition_key": model_week}),
         ("behavior_report", [behavior_report], {"partition_key": model_week}),
-        ("predictions", [predictions], {"tags": _range_tags(unlabelled[0], unlabelled[-1])} if unlabelled else None),
+        ("predictions", [predictions], {"tags": range_tags(unlabelled[0], unlabelled[-1])} if unlabelled else None),
     ]
     for label, assets, partition in runs:
         if partition is None:
